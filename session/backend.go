@@ -1,0 +1,70 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors a Backend returns. Callers test them with errors.Is.
+var (
+	// ErrNotFound means the key does not exist or has expired.
+	ErrNotFound = errors.New("not found")
+	// ErrTaken means a blob exists but another caller has already taken it
+	// (its replay is in flight or done).
+	ErrTaken = errors.New("already taken")
+	// ErrTooLarge means a blob's body exceeded the limit given to PutBlob.
+	// Nothing is kept.
+	ErrTooLarge = errors.New("body too large")
+	// ErrUnavailable wraps failures to reach the backend (store down), so the
+	// gateway can fail closed with 503.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Backend is the storage under the gateway's memory: small records (server
+// side sessions, OIDC login state) and blobs (stashed submissions and kept
+// results: a small metadata record plus a body written and read as a stream
+// of chunks, never whole in memory).
+//
+// Backends store opaque bytes; Sealer encrypts them before they arrive.
+// Keys are printable ASCII without spaces, at most 200 bytes.
+//
+// Implementations must make TakeBlob atomic across every process that shares
+// the backend: of any number of concurrent calls for one key, exactly one
+// succeeds.
+type Backend interface {
+	// Get returns the record stored under key, or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Set stores a record under key, replacing any, expiring after ttl.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Delete removes a record. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// GetDelete atomically returns and removes the record under key, so of
+	// concurrent callers only one gets it (the others get ErrNotFound).
+	GetDelete(ctx context.Context, key string) ([]byte, error)
+
+	// PutBlob stores meta and the body read from body to EOF under key,
+	// expiring after ttl. The body is written in chunks as it is read. If the
+	// body holds more than limit bytes, PutBlob stops reading, removes what it
+	// wrote and returns ErrTooLarge. The blob becomes visible to TakeBlob only
+	// once it is complete. It returns the number of body bytes stored.
+	PutBlob(ctx context.Context, key string, meta []byte, body io.Reader, limit int64, ttl time.Duration) (int64, error)
+	// TakeBlob atomically marks the blob under key as taken and returns its
+	// meta and a reader that streams its body. Only one TakeBlob for a key
+	// succeeds; the others get ErrTaken (taken, not yet deleted) or
+	// ErrNotFound. The caller must Close the reader, then either DeleteBlob
+	// (consumed) or RestoreBlob (nothing of it was used).
+	TakeBlob(ctx context.Context, key string) (meta []byte, body io.ReadCloser, err error)
+	// RestoreBlob returns a taken blob to the untaken state, so one TakeBlob
+	// may succeed again. Only for a blob none of which reached anyone.
+	RestoreBlob(ctx context.Context, key string) error
+	// DeleteBlob removes a blob and its body, taken or not. Deleting a
+	// missing blob is not an error.
+	DeleteBlob(ctx context.Context, key string) error
+
+	// Ping reports whether the backend can serve requests (readiness).
+	Ping(ctx context.Context) error
+	// Close releases the backend's resources.
+	Close() error
+}
