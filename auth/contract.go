@@ -9,7 +9,7 @@ import (
 
 // Identity is who a request comes from.
 type Identity struct {
-	User    string   // local username, or OIDC preferred_username falling back to sub
+	User    string // local username, or OIDC preferred_username falling back to sub
 	Email   string
 	Groups  []string
 	Subject string // OIDC sub; the username for local users

@@ -41,13 +41,13 @@ type Result struct {
 
 // Record is a server-side session: who is logged in, and tokens.
 type Record struct {
-	User     string
-	Email    string
-	Groups   []string
-	Subject  string
-	Method   string // "local" or "oidc"
-	LoginAt  time.Time
-	Expires  time.Time
+	User    string
+	Email   string
+	Groups  []string
+	Subject string
+	Method  string // "local" or "oidc"
+	LoginAt time.Time
+	Expires time.Time
 	// OIDC tokens, empty for local users.
 	AccessToken  string
 	RefreshToken string
