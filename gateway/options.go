@@ -1,0 +1,69 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/session"
+)
+
+// Options are the gateway's settings, as an operator sets them.
+type Options struct {
+	// PublicURL is the gateway's external base URL (scheme, host, optional
+	// path is not supported). Origins of submissions are checked against it
+	// and cookies are marked Secure when it is https.
+	PublicURL *url.URL
+	// Routes map requests to upstreams, first match wins. At least one.
+	Routes []Route
+	// StashMaxBody is the largest body kept across a login, in bytes.
+	StashMaxBody int64
+	// StashTTL is how long a stash waits for its login.
+	StashTTL time.Duration
+	// SessionTTL is how long a login lasts.
+	SessionTTL time.Duration
+	// AllowCrossSiteStash stashes cross-site unauthenticated submissions
+	// instead of refusing them with 403 (SPEC §6). Off by default.
+	AllowCrossSiteStash bool
+	// PassAccessToken sends the OIDC access token upstream as
+	// X-Forwarded-Access-Token.
+	PassAccessToken bool
+}
+
+// Route sends requests for a host and path prefix to one upstream, under one
+// policy.
+type Route struct {
+	// Host matches the request's host (without port); empty matches any.
+	Host string
+	// PathPrefix matches the start of the path; empty or "/" matches any.
+	PathPrefix string
+	// Upstream is where requests go (scheme and host, optional base path).
+	Upstream *url.URL
+	// Policy says who may pass on this route.
+	Policy auth.Policy
+}
+
+// PasswordChecker verifies local users (auth.Htpasswd).
+type PasswordChecker interface {
+	Check(user, password string) (auth.Identity, error)
+}
+
+// Parts are the gateway's collaborators. Store, Cookies and at least one
+// login method (Passwords or OIDC) are required.
+type Parts struct {
+	Store     *session.Store
+	Cookies   *session.Cookies
+	Passwords PasswordChecker    // local login; nil when not configured
+	Limiter   *auth.LoginLimiter // failed-login limiter; nil disables
+	Logger    *slog.Logger
+	// Transport carries requests to upstreams; nil uses NewTransport().
+	Transport http.RoundTripper
+	// Now is the clock; nil uses time.Now.
+	Now func() time.Time
+	// Ready reports extra readiness conditions (e.g. the OIDC provider);
+	// nil means none.
+	Ready func(context.Context) error
+}
