@@ -4,6 +4,7 @@ package session
 // Signatures the gateway is written against. Bodies panic until implemented.
 
 import (
+	"errors"
 	"context"
 	"io"
 	"net/http"
@@ -23,6 +24,7 @@ func NewSealer(secrets [][]byte) (*Sealer, error) { panic("unimplemented") }
 // Stored is a stashed request: what is replayed after login.
 type Stored struct {
 	Method  string
+	Host    string // the Host the request was sent to (routes by host)
 	URL     string      // path and query, as received (RequestURI form)
 	Header  http.Header // the headers the upstream needs (Content-Type, ...)
 	Owner   string      // BrowserID of the browser that submitted it
@@ -144,3 +146,16 @@ func (c *Cookies) Save(w http.ResponseWriter, r *http.Request, ck *Cookie) error
 
 // NewID returns an unguessable id: 128 random bits, base64url.
 func NewID() string { panic("unimplemented") }
+
+// ErrCorrupt means a sealed value did not open (tampered, or sealed under an unknown secret).
+var ErrCorrupt = errors.New("corrupt or unreadable entry")
+
+// Name is the cookie's name.
+func (c *Cookies) Name() string { panic("unimplemented") }
+
+// AddResult records that the answer id waits at url. It reports false when
+// the URL is too long to keep in the cookie.
+func (ck *Cookie) AddResult(url, id string) bool { panic("unimplemented") }
+
+// RemoveResult forgets the answer id.
+func (ck *Cookie) RemoveResult(id string) { panic("unimplemented") }
