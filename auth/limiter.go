@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"crypto/sha256"
 	"encoding/hex"
-	"math"
 	"net/netip"
 	"sync"
 	"time"
@@ -24,7 +23,7 @@ const maxKeyLen = 128
 // Only failures spend tokens, so people who type their password right are
 // never slowed down. It is safe for concurrent use.
 type LoginLimiter struct {
-	burst    float64
+	burst    time.Duration // burst * interval: how long an empty bucket takes to refill
 	interval time.Duration
 	now      func() time.Time
 	max      int
@@ -34,11 +33,13 @@ type LoginLimiter struct {
 	byAge   *list.List               // most recently failed at the front
 }
 
-// bucket is one key's remaining failures as of updated.
+// bucket is one key's budget, kept as the moment it will be full again (as
+// in GCRA): at time t it holds burst - (full-t)/interval failures. Durations
+// rather than fractions of tokens keep the arithmetic exact.
 type bucket struct {
 	key     string
-	tokens  float64
-	updated time.Time
+	full    time.Time
+	touched time.Time
 }
 
 // NewLoginLimiter allows burst failures per key, refilled at one per interval.
@@ -52,7 +53,7 @@ func NewLoginLimiter(burst int, interval time.Duration, now func() time.Time) *L
 		now = time.Now
 	}
 	return &LoginLimiter{
-		burst:    float64(max(burst, 1)),
+		burst:    time.Duration(max(burst, 1)) * interval,
 		interval: interval,
 		now:      now,
 		max:      DefaultLimiterEntries,
@@ -63,8 +64,9 @@ func NewLoginLimiter(burst int, interval time.Duration, now func() time.Time) *L
 
 // Allow reports whether a login attempt for user from addr may be tried now,
 // and if not, how long to wait. addr is the client's IP address (a port is
-// ignored; IPv6 addresses count per /64). Both the user's and the address's budget must
-// have a failure left; an empty user or addr is not limited on its own.
+// ignored; IPv6 addresses count per /64). Both the user's and the address's
+// budget must have a failure left; an empty user or addr is not limited on
+// its own.
 func (l *LoginLimiter) Allow(user, addr string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -72,7 +74,9 @@ func (l *LoginLimiter) Allow(user, addr string) (bool, time.Duration) {
 	var wait time.Duration
 	for _, k := range keys(user, addr) {
 		if e, ok := l.entries[k]; ok {
-			wait = max(wait, l.wait(e.Value.(*bucket), now))
+			// One failure left means full is at most burst-1 intervals away.
+			w := e.Value.(*bucket).full.Sub(now) - (l.burst - l.interval)
+			wait = max(wait, w)
 		}
 	}
 	return wait == 0, wait
@@ -85,8 +89,13 @@ func (l *LoginLimiter) Failed(user, addr string) {
 	now := l.now()
 	for _, k := range keys(user, addr) {
 		b := l.touch(k, now)
-		b.tokens = max(l.tokens(b, now)-1, 0)
-		b.updated = now
+		full := b.full
+		if full.Before(now) {
+			full = now
+		}
+		// An empty bucket stays empty; failures beyond it do not pile up.
+		b.full = minTime(full.Add(l.interval), now.Add(l.burst))
+		b.touched = now
 	}
 }
 
@@ -98,9 +107,10 @@ func (l *LoginLimiter) Succeeded(user, addr string) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e, ok := l.entries[key("u", user)]; ok {
+	k := key("u", user)
+	if e, ok := l.entries[k]; ok {
 		l.byAge.Remove(e)
-		delete(l.entries, key("u", user))
+		delete(l.entries, k)
 	}
 }
 
@@ -109,25 +119,6 @@ func (l *LoginLimiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.entries)
-}
-
-// tokens returns b's failures left at now.
-func (l *LoginLimiter) tokens(b *bucket, now time.Time) float64 {
-	elapsed := now.Sub(b.updated)
-	if elapsed < 0 { // a clock that stepped back refills nothing
-		elapsed = 0
-	}
-	return min(l.burst, b.tokens+float64(elapsed)/float64(l.interval))
-}
-
-// wait returns how long until b has a failure left, 0 if it has one now.
-func (l *LoginLimiter) wait(b *bucket, now time.Time) time.Duration {
-	t := l.tokens(b, now)
-	if t >= 1 {
-		return 0
-	}
-	// Round up, so that after waiting this long Allow says yes.
-	return time.Duration(math.Ceil((1 - t) * float64(l.interval)))
 }
 
 // touch returns k's bucket, making it the most recent, creating it if needed.
@@ -143,23 +134,31 @@ func (l *LoginLimiter) touch(k string, now time.Time) *bucket {
 		l.byAge.Remove(oldest)
 		delete(l.entries, oldest.Value.(*bucket).key)
 	}
-	b := &bucket{key: k, tokens: l.burst, updated: now}
+	b := &bucket{key: k, full: now, touched: now}
 	l.entries[k] = l.byAge.PushFront(b)
 	return b
 }
 
 // forgetIdle drops entries, oldest first, that have certainly refilled to a
-// full budget: they are no different from a key never seen.
+// full budget: they are no different from a key never seen. A bucket is full
+// at most burst intervals after its last failure, so the scan stops at the
+// first entry younger than that.
 func (l *LoginLimiter) forgetIdle(now time.Time) {
-	full := time.Duration(l.burst * float64(l.interval))
 	for e := l.byAge.Back(); e != nil; e = l.byAge.Back() {
 		b := e.Value.(*bucket)
-		if now.Sub(b.updated) < full {
+		if now.Sub(b.touched) < l.burst {
 			return
 		}
 		l.byAge.Remove(e)
 		delete(l.entries, b.key)
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // keys returns the limiter keys of a login attempt, leaving out empty parts.
