@@ -112,6 +112,19 @@ func TestUnknownUsersCostAsMuchAsKnownOnes(t *testing.T) {
 		t.Errorf("dummy comparison = %v, want a full comparison ending in a mismatch", err)
 	}
 
+	// And Check does compare against it for an unknown user.
+	var compared [][]byte
+	h.compare = func(hash, password []byte) error {
+		compared = append(compared, hash)
+		return bcrypt.CompareHashAndPassword(hash, password)
+	}
+	if _, err := h.Check("mallory", "correct horse"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("Check(unknown) = %v", err)
+	}
+	if len(compared) != 1 || string(compared[0]) != string(h.dummy) {
+		t.Errorf("Check(unknown) compared against %q, want the dummy hash once", compared)
+	}
+
 	empty, err := ParseHtpasswd("empty", []byte("# nobody yet\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ const maxKeyLen = 128
 // Only failures spend tokens, so people who type their password right are
 // never slowed down. It is safe for concurrent use.
 type LoginLimiter struct {
-	burst    time.Duration // burst * interval: how long an empty bucket takes to refill
+	refill   time.Duration // burst * interval: how long an empty bucket takes to refill
 	interval time.Duration
 	now      func() time.Time
 	max      int
@@ -53,7 +53,7 @@ func NewLoginLimiter(burst int, interval time.Duration, now func() time.Time) *L
 		now = time.Now
 	}
 	return &LoginLimiter{
-		burst:    time.Duration(max(burst, 1)) * interval,
+		refill:   time.Duration(max(burst, 1)) * interval,
 		interval: interval,
 		now:      now,
 		max:      DefaultLimiterEntries,
@@ -75,7 +75,7 @@ func (l *LoginLimiter) Allow(user, addr string) (bool, time.Duration) {
 	for _, k := range keys(user, addr) {
 		if e, ok := l.entries[k]; ok {
 			// One failure left means full is at most burst-1 intervals away.
-			w := e.Value.(*bucket).full.Sub(now) - (l.burst - l.interval)
+			w := e.Value.(*bucket).full.Sub(now) - (l.refill - l.interval)
 			wait = max(wait, w)
 		}
 	}
@@ -94,7 +94,7 @@ func (l *LoginLimiter) Failed(user, addr string) {
 			full = now
 		}
 		// An empty bucket stays empty; failures beyond it do not pile up.
-		b.full = minTime(full.Add(l.interval), now.Add(l.burst))
+		b.full = minTime(full.Add(l.interval), now.Add(l.refill))
 		b.touched = now
 	}
 }
@@ -146,7 +146,7 @@ func (l *LoginLimiter) touch(k string, now time.Time) *bucket {
 func (l *LoginLimiter) forgetIdle(now time.Time) {
 	for e := l.byAge.Back(); e != nil; e = l.byAge.Back() {
 		b := e.Value.(*bucket)
-		if now.Sub(b.touched) < l.burst {
+		if now.Sub(b.touched) < l.refill {
 			return
 		}
 		l.byAge.Remove(e)
