@@ -26,7 +26,7 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 		// Another completion (a double click, another tab) is replaying it
 		// or has; its answer will wait at the URL under the same id.
 		g.metrics.replays.WithLabelValues("already_taken").Inc()
-		ck.AddResult(rd, id)
+		_ = ck.AddResult(session.ResultRef{URL: rd, ID: id})
 		if err := g.saveCookie(w, r, ck); err != nil {
 			g.fail(w, r, err)
 			return

@@ -67,7 +67,7 @@ func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Co
 		g.streamOversized(w, r, ck, id, one[:n], resp.Body)
 		return
 	}
-	if !ck.AddResult(stored.URL, id) {
+	if ck.AddResult(session.ResultRef{URL: stored.URL, ID: id}) != nil {
 		// A URL too long for the cookie: show the answer here instead.
 		g.streamOversized(w, r, ck, id, nil, http.NoBody)
 		return
@@ -99,23 +99,17 @@ func (g *Gateway) streamOversized(w http.ResponseWriter, r *http.Request, ck *se
 	g.writeResult(w, res, io.MultiReader(kept, bytes.NewReader(more), rest))
 }
 
-// pendingResult returns the kept answer waiting at this request's URL.
+// pendingResult takes from the cookie the kept answer waiting at this
+// request's URL, if any.
 func pendingResult(ck *session.Cookie, r *http.Request) (session.ResultRef, bool) {
 	if r.Method != http.MethodGet || len(ck.Results) == 0 {
 		return session.ResultRef{}, false
 	}
-	uri := r.URL.RequestURI()
-	for _, ref := range ck.Results {
-		if ref.URL == uri {
-			return ref, true
-		}
-	}
-	return session.ResultRef{}, false
+	return ck.TakeResult(r.URL.RequestURI())
 }
 
 // deliverResult shows a kept answer once, at the URL it belongs to.
 func (g *Gateway) deliverResult(w http.ResponseWriter, r *http.Request, ck *session.Cookie, ref session.ResultRef) {
-	ck.RemoveResult(ref.ID)
 	ctx := r.Context()
 	res, body, err := g.waitResult(ctx, ref.ID)
 	if err == nil {
