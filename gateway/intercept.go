@@ -57,6 +57,7 @@ func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.
 		Header:  make(http.Header),
 		Owner:   ck.BrowserID,
 		Created: g.now(),
+		Size:    r.ContentLength,
 	}
 	for _, k := range stashHeaders {
 		if v := r.Header.Values(k); len(v) > 0 {
@@ -147,7 +148,7 @@ func sameOrigin(origin string, public *url.URL) bool {
 // absolute URL on public's origin, or an absolute path), else fallback.
 // It is how every return URL is checked: never another origin.
 func sameOriginPath(raw string, public *url.URL, fallback string) string {
-	if raw == "" {
+	if raw == "" || strings.ContainsAny(raw, "\\\r\n\t") {
 		return fallback
 	}
 	u, err := url.Parse(raw)
@@ -160,7 +161,7 @@ func sameOriginPath(raw string, public *url.URL, fallback string) string {
 		}
 	}
 	p := u.EscapedPath()
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\") {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
 		return fallback
 	}
 	if u.RawQuery != "" {

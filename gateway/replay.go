@@ -21,6 +21,11 @@ import (
 func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Cookie, who *principal, id, rd string) {
 	ctx := r.Context()
 	stored, body, err := g.store.TakeStash(ctx, id)
+	if errors.Is(err, session.ErrNotFound) {
+		if done, derr := g.store.Replayed(ctx, id); derr == nil && done {
+			err = session.ErrTaken
+		}
+	}
 	switch {
 	case errors.Is(err, session.ErrTaken):
 		// Another completion (a double click, another tab) is replaying it
@@ -154,6 +159,11 @@ func (g *Gateway) replayRequest(ctx context.Context, r *http.Request, who *princ
 // discard deletes a consumed stash; a failure only leaves it taken, which
 // can never be replayed, and expires with its TTL.
 func (g *Gateway) discard(ctx context.Context, id, why string) {
+	if why == "" {
+		if err := g.store.MarkReplayed(context.WithoutCancel(ctx), id, g.opts.StashTTL); err != nil {
+			g.log.LogAttrs(ctx, slog.LevelWarn, "marking a stash replayed failed", slog.String("error", err.Error()))
+		}
+	}
 	if err := g.store.DeleteStash(context.WithoutCancel(ctx), id); err != nil {
 		g.log.LogAttrs(ctx, slog.LevelWarn, "deleting a consumed stash failed", slog.String("error", err.Error()))
 	}

@@ -46,9 +46,18 @@ func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Co
 		w.WriteHeader(http.StatusSeeOther)
 		return
 	}
-	res := session.Result{Status: resp.StatusCode, Header: make(http.Header), Owner: ck.BrowserID, URL: stored.URL}
+	res := session.Result{Status: resp.StatusCode, Header: make(http.Header), Owner: ck.BrowserID, URL: stored.URL, Size: -1}
 	copyHeaders(res.Header, resp.Header)
 	limit := g.opts.StashMaxBody
+	if resp.ContentLength > limit {
+		// Larger than the gateway keeps: show it here and now instead.
+		if err := g.saveCookie(w, r, ck); err != nil {
+			g.fail(w, r, err)
+			return
+		}
+		g.writeResult(w, res, resp.Body)
+		return
+	}
 	_, err := g.store.PutResult(ctx, id, res, io.LimitReader(resp.Body, limit), limit, resultTTL)
 	if err != nil {
 		// The answer could not be kept; the person sees what the gateway
