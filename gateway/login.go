@@ -114,7 +114,9 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // startSession creates the server-side session for id and points the cookie
-// at it. The CSRF token is renewed so one known before login is useless.
+// at it, under a new session id (no fixation). The CSRF token stays: it is
+// bound to this browser's cookie, and a login form sent twice (a double
+// click) must still be accepted the second time, to lead to the result.
 func (g *Gateway) startSession(r *http.Request, ck *session.Cookie, id auth.Identity, method string) (*principal, error) {
 	now := g.now()
 	rec := session.Record{User: id.User, Email: id.Email, Groups: id.Groups, Subject: id.Subject,
@@ -126,7 +128,7 @@ func (g *Gateway) startSession(r *http.Request, ck *session.Cookie, id auth.Iden
 	if ck.SID != "" {
 		_ = g.store.DeleteSession(r.Context(), ck.SID)
 	}
-	ck.SID, ck.CSRF = sid, session.NewID()
+	ck.SID = sid
 	return &principal{sid: sid, rec: rec}, nil
 }
 
