@@ -47,7 +47,7 @@ type upstream struct {
 	answer func(w http.ResponseWriter, r *http.Request, body []byte)
 }
 
-func newUpstream(t *testing.T) *upstream {
+func newUpstream(t testing.TB) *upstream {
 	t.Helper()
 	u := &upstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -97,18 +97,19 @@ var testSecret = bytes.Repeat([]byte("k"), 32)
 
 // env is a gateway listening on a real port, in front of an upstream.
 type env struct {
-	t        *testing.T
-	up       *upstream
-	gw       *httptest.Server
-	storeDir string
-	addr     string
-	backend  *filestore.Store
-	opts     gateway.Options
+	t         testing.TB
+	transport http.RoundTripper // nil: the gateway's own
+	up        *upstream
+	gw        *httptest.Server
+	storeDir  string
+	addr      string
+	backend   *filestore.Store
+	opts      gateway.Options
 }
 
 type envOption func(*gateway.Options)
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t, up: newUpstream(t), storeDir: t.TempDir()}
 	e.start(opts...)
@@ -171,6 +172,7 @@ func (e *env) start(opts ...envOption) {
 		Store:     session.NewStore(backend, sealer),
 		Cookies:   cookies,
 		Passwords: users,
+		Transport: e.transport,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -195,7 +197,7 @@ func (e *env) stop() {
 // browser is a client with a cookie jar that does not follow redirects, so
 // each hop is asserted.
 type browser struct {
-	t   *testing.T
+	t   testing.TB
 	e   *env
 	c   *http.Client
 	jar http.CookieJar
@@ -240,7 +242,7 @@ func (b *browser) do(method, path, contentType string, body []byte, hdr ...strin
 	return resp
 }
 
-func readBody(t *testing.T, resp *http.Response) string {
+func readBody(t testing.TB, resp *http.Response) string {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -250,7 +252,7 @@ func readBody(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
-func expectStatus(t *testing.T, resp *http.Response, want int) string {
+func expectStatus(t testing.TB, resp *http.Response, want int) string {
 	t.Helper()
 	body := readBody(t, resp)
 	if resp.StatusCode != want {
@@ -321,3 +323,24 @@ func sha(b []byte) string {
 
 var _ = context.Background
 var _ = os.Getenv
+
+// newBenchEnv is an env whose gateway uses transport to reach the upstream.
+func newBenchEnv(tb testing.TB, transport http.RoundTripper) *env {
+	e := &env{t: tb, up: newUpstream(tb), storeDir: tb.TempDir(), transport: transport}
+	e.up.answer = func(w http.ResponseWriter, r *http.Request, _ []byte) { _, _ = w.Write([]byte("ok")) }
+	e.start()
+	return e
+}
+
+// loginCookie logs a browser in and returns its Cookie header.
+func (e *env) loginCookie(tb testing.TB) string {
+	b := e.browser()
+	lp := expectStatus(tb, b.do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
+	readBody(tb, b.login(formFields(lp), testUser, testPassword))
+	u, _ := url.Parse(e.gw.URL)
+	var parts []string
+	for _, c := range b.jar.Cookies(u) {
+		parts = append(parts, c.Name+"="+c.Value)
+	}
+	return strings.Join(parts, "; ")
+}
