@@ -183,3 +183,39 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// Many requests arriving together on a cold verifier fetch discovery once.
+func TestConcurrentFirstUseFetchesOnce(t *testing.T) {
+	srv := oidctest.Start(t)
+	var mu sync.Mutex
+	fetches := map[string]int{}
+	v := bearer.New(bearer.Config{Issuer: srv.Issuer, Audience: "api",
+		HTTPClient: &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			fetches[r.URL.Path]++
+			mu.Unlock()
+			return http.DefaultTransport.RoundTrip(r)
+		})}})
+	t.Cleanup(v.Close)
+	now := time.Now()
+	raw := srv.Sign(jwt.MapClaims{"iss": srv.Issuer, "aud": "api", "sub": "s", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			if _, err := v.Verify(ctxTimeout(t), raw); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("Verify: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fetches["/.well-known/openid-configuration"] != 1 || fetches["/keys"] != 1 {
+		t.Errorf("fetches = %v, want discovery and keys once each", fetches)
+	}
+}

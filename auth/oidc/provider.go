@@ -143,6 +143,9 @@ func (p *Provider) oauth2Config(m Metadata) *oauth2.Config {
 // nonce must be unguessable and remembered by the caller; verifier is a PKCE
 // verifier from oauth2.GenerateVerifier, sent as its S256 challenge.
 func (p *Provider) AuthCodeURL(ctx context.Context, state, nonce, verifier string) (string, error) {
+	if state == "" || nonce == "" || verifier == "" {
+		return "", errors.New("auth code url: state, nonce and verifier are required")
+	}
 	m, err := p.remote.Metadata(ctx)
 	if err != nil {
 		return "", err

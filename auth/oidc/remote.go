@@ -178,7 +178,7 @@ func (r *Remote) fetch(ctx context.Context) (*remoteState, error) {
 			return nil, err
 		}
 	}
-	keys, stop, err := r.keySet(ctx, meta.JWKSURI)
+	keys, stop, err := r.keySet(meta.JWKSURI)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (r *Remote) discover(ctx context.Context) (Metadata, error) {
 	return m, nil
 }
 
-func (r *Remote) keySet(ctx context.Context, jwksURL string) (keyfunc.Keyfunc, context.CancelFunc, error) {
+func (r *Remote) keySet(jwksURL string) (keyfunc.Keyfunc, context.CancelFunc, error) {
 	// The storage's context bounds its refresh goroutine; a failed first
 	// fetch must not leave that goroutine running.
 	storeCtx, cancelStore := context.WithCancel(r.ctx)
