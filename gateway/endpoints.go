@@ -12,6 +12,7 @@ func (g *Gateway) ownEndpoints() *http.ServeMux {
 	mux.HandleFunc(prefix+"login", g.login)
 	mux.HandleFunc("POST "+prefix+"resume", g.resume)
 	mux.HandleFunc(prefix+"logout", g.logout)
+	mux.HandleFunc("GET "+prefix+"callback", g.callback)
 	mux.HandleFunc("GET "+prefix+"userinfo", g.userinfo)
 	mux.HandleFunc(prefix+"auth", g.forwardAuth)
 	mux.HandleFunc("GET "+prefix+"jwks.json", g.jwks)
@@ -78,14 +79,19 @@ func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
-	g.setIdentity(h, who)
+	g.setIdentity(h, who, g.opts.PublicURL)
 	w.WriteHeader(http.StatusOK)
 }
 
 // jwks publishes the public keys of X-Postern-Assertion.
 func (g *Gateway) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write([]byte(`{"keys":[]}`))
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	if g.signer == nil {
+		_, _ = w.Write([]byte(`{"keys":[]}`))
+		return
+	}
+	_, _ = w.Write(g.signer.JWKS())
 }
 
 // readyz reports whether the gateway can serve: its store answers, and

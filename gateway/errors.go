@@ -22,7 +22,8 @@ type httpError struct {
 	BackURL    string        // "go back" link, same-origin
 	RetryStash string        // offer a retry of this stash (upstream refused)
 	RetryAfter time.Duration // for 429
-	Login      string        // offer a login link to this return URL
+	Login      string        // offer a login link (a gateway login URL)
+	Challenge  string        // WWW-Authenticate value, for 401
 }
 
 func (e *httpError) Error() string {
@@ -74,6 +75,9 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
+	if he.Challenge != "" {
+		h.Set("WWW-Authenticate", he.Challenge)
+	}
 	if he.RetryAfter > 0 {
 		h.Set("Retry-After", retryAfter(he.RetryAfter))
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/postern/postern/session"
 )
 
@@ -27,6 +29,10 @@ type Gateway struct {
 	now     func() time.Time
 	ready   func(context.Context) error
 
+	bearer    BearerVerifier
+	signer    AssertionSigner
+	refreshes singleflight.Group // one OIDC token refresh per session at a time
+
 	transport http.RoundTripper
 	proxies   []*httputil.ReverseProxy // one per route, same index
 	pages     *pages
@@ -42,14 +48,16 @@ func New(opts Options, parts Parts) (*Gateway, error) {
 	if parts.Store == nil || parts.Cookies == nil {
 		return nil, errors.New("gateway: Store and Cookies are required")
 	}
-	if parts.Passwords == nil {
+	if parts.Passwords == nil && parts.OIDC == nil {
 		return nil, errors.New("gateway: no login method configured")
 	}
 	g := &Gateway{
 		opts:      opts,
 		store:     parts.Store,
 		cookies:   parts.Cookies,
-		logins:    loginMethods{passwords: parts.Passwords, limiter: parts.Limiter},
+		logins:    loginMethods{passwords: parts.Passwords, limiter: parts.Limiter, oidc: parts.OIDC},
+		bearer:    parts.Bearer,
+		signer:    parts.Assertion,
 		log:       parts.Logger,
 		now:       parts.Now,
 		ready:     parts.Ready,
@@ -140,6 +148,9 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, ck *sess
 	if !g.opts.Routes[ri].Policy.Allows(who.identity()) {
 		g.fail(w, r, forbidden())
 		return "forbidden"
+	}
+	if who.sid == "" {
+		g.metrics.requests.WithLabelValues("bearer").Inc()
 	}
 	g.proxies[ri].ServeHTTP(w, withIdentity(r, who))
 	return "proxied"

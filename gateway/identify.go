@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/auth/bearer"
 	"github.com/postern/postern/session"
 )
 
@@ -23,6 +24,9 @@ func (p *principal) identity() auth.Identity {
 // identify returns who the request comes from, or nil when no one is logged
 // in. A store that cannot answer is an error (the gateway fails closed).
 func (g *Gateway) identify(ctx context.Context, r *http.Request, ck *session.Cookie) (*principal, error) {
+	if raw, ok := bearerToken(r); ok && g.bearer != nil {
+		return g.identifyBearer(ctx, raw)
+	}
 	if ck.SID == "" {
 		return nil, nil
 	}
@@ -33,10 +37,40 @@ func (g *Gateway) identify(ctx context.Context, r *http.Request, ck *session.Coo
 	case err != nil:
 		return nil, storeError(err)
 	}
-	if !g.now().Before(rec.Expires) {
+	now := g.now()
+	if !now.Before(rec.Expires) {
 		return nil, nil
 	}
-	return &principal{sid: ck.SID, rec: rec}, nil
+	p := &principal{sid: ck.SID, rec: rec}
+	if g.logins.oidc != nil && rec.RefreshToken != "" && !rec.TokenExpiry.IsZero() && now.Add(refreshAhead).After(rec.TokenExpiry) {
+		return g.refresh(ctx, p)
+	}
+	return p, nil
+}
+
+// identifyBearer checks an API client's bearer JWT. A bad token is the
+// client's error: 401 with a WWW-Authenticate challenge that says why.
+func (g *Gateway) identifyBearer(ctx context.Context, raw string) (*principal, error) {
+	id, err := g.bearer.Verify(ctx, raw)
+	if err != nil {
+		if errors.Is(err, bearer.ErrUnavailable) {
+			return nil, &httpError{Status: http.StatusServiceUnavailable, Code: "issuer_unavailable",
+				Title: "Temporarily unavailable", Message: "The token issuer cannot be reached to check the token.", Cause: err}
+		}
+		return nil, &httpError{Status: http.StatusUnauthorized, Code: "invalid_token", Title: "Invalid token",
+			Message:   err.Error(),
+			Challenge: `Bearer realm="postern", error="invalid_token", error_description="` + strings.ReplaceAll(err.Error(), `"`, "'") + `"`}
+	}
+	return &principal{rec: session.Record{User: id.User, Email: id.Email, Groups: id.Groups, Subject: id.Subject, Method: "bearer"}}, nil
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
 }
 
 // wantsHTML reports whether the request is a browser page load, which gets

@@ -46,7 +46,7 @@ func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.
 			Title: "Submission not kept",
 			Message: "This form was sent from another site while you were not logged in. " +
 				"For your safety it was not kept and will not be sent. Log in, then submit it again from this site.",
-			Login: sameOriginPath(r.Referer(), g.opts.PublicURL, "/")})
+			Login: loginURL("", sameOriginPath(r.Referer(), g.opts.PublicURL, "/"))})
 		return "cross_site"
 	}
 	id := session.NewID()
@@ -118,7 +118,7 @@ func (g *Gateway) tooLarge(r *http.Request) *httpError {
 		Title: "Submission too large to keep",
 		Message: "You are not logged in, and this submission is larger than the " + formatBytes(g.opts.StashMaxBody) +
 			" the gateway can keep while you log in. It was not kept. Log in first, then send it again.",
-		Login: sameOriginPath(r.Referer(), g.opts.PublicURL, r.URL.RequestURI())}
+		Login: loginURL("", sameOriginPath(r.Referer(), g.opts.PublicURL, r.URL.RequestURI()))}
 }
 
 // crossSite reports whether a submission comes from another site: the

@@ -7,15 +7,18 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/auth/oidc"
 	"github.com/postern/postern/session"
 )
 
 // loginMethods are the ways a person can log in.
 type loginMethods struct {
 	passwords PasswordChecker
+	oidc      OIDCLogin
 	limiter   *auth.LoginLimiter
 }
 
@@ -62,7 +65,20 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		g.pages.render(w, http.StatusOK, "continue", pageData{CSRF: ck.CSRF, Stash: stash, Return: rd, User: who.rec.User})
 		return
 	}
-	g.pages.render(w, http.StatusOK, "login", pageData{CSRF: ck.CSRF, Stash: stash, Return: rd})
+	if g.logins.passwords == nil || (q.Get("sso") == "1" && g.logins.oidc != nil) {
+		g.startOIDC(w, r, ck, stash, rd)
+		return
+	}
+	g.pages.render(w, http.StatusOK, "login", g.loginPage(ck, stash, rd))
+}
+
+// loginPage is the data of the login page.
+func (g *Gateway) loginPage(ck *session.Cookie, stash, rd string) pageData {
+	d := pageData{CSRF: ck.CSRF, Stash: stash, Return: rd}
+	if g.logins.oidc != nil {
+		d.SSO = loginURL(stash, rd) + map[bool]string{true: "&", false: "?"}[strings.Contains(loginURL(stash, rd), "?")] + "sso=1"
+	}
+	return d
 }
 
 // loginSubmit checks the login form and, on success, completes the login:
@@ -74,14 +90,19 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, err)
 		return
 	}
-	data := pageData{Stash: form.stash, Return: form.rd, Username: r.PostForm.Get("username")}
+	if g.logins.passwords == nil {
+		g.startOIDC(w, r, ck, form.stash, form.rd)
+		return
+	}
+	data := g.loginPage(ck, form.stash, form.rd)
+	data.Username = r.PostForm.Get("username")
 	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
 	addr := clientAddr(r)
 	if g.logins.limiter != nil {
 		if ok, wait := g.logins.limiter.Allow(user, addr); !ok {
 			g.metrics.logins.WithLabelValues("local", "rate_limited").Inc()
 			w.Header().Set("Retry-After", retryAfter(wait))
-			data.CSRF, data.Error = ck.CSRF, "Too many failed attempts. Please wait "+wait.Round(time.Second).String()+" and try again."
+			data.Error = "Too many failed attempts. Please wait " + wait.Round(time.Second).String() + " and try again."
 			g.pages.render(w, http.StatusTooManyRequests, "login", data)
 			return
 		}
@@ -93,7 +114,7 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		g.metrics.logins.WithLabelValues("local", "failed").Inc()
 		g.log.LogAttrs(r.Context(), slog.LevelWarn, "login failed", slog.String("user", user), slog.String("addr", addr))
-		data.CSRF, data.Error = ck.CSRF, "Wrong username or password."
+		data.Error = "Wrong username or password."
 		if !errors.Is(err, auth.ErrBadCredentials) {
 			data.Error = "The login could not be checked. Please try again."
 		}
@@ -104,7 +125,7 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		g.logins.limiter.Succeeded(user, addr)
 	}
 	g.metrics.logins.WithLabelValues("local", "ok").Inc()
-	who, err := g.startSession(r, ck, id, "local")
+	who, err := g.startSession(r, ck, id, "local", oidc.Tokens{})
 	if err != nil {
 		g.fail(w, r, err)
 		return
@@ -117,10 +138,11 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
 // at it, under a new session id (no fixation). The CSRF token stays: it is
 // bound to this browser's cookie, and a login form sent twice (a double
 // click) must still be accepted the second time, to lead to the result.
-func (g *Gateway) startSession(r *http.Request, ck *session.Cookie, id auth.Identity, method string) (*principal, error) {
+func (g *Gateway) startSession(r *http.Request, ck *session.Cookie, id auth.Identity, method string, tokens oidc.Tokens) (*principal, error) {
 	now := g.now()
 	rec := session.Record{User: id.User, Email: id.Email, Groups: id.Groups, Subject: id.Subject,
-		Method: method, LoginAt: now, Expires: now.Add(g.opts.SessionTTL)}
+		Method: method, LoginAt: now, Expires: now.Add(g.opts.SessionTTL),
+		AccessToken: tokens.AccessToken, RefreshToken: tokens.RefreshToken, IDToken: tokens.IDToken, TokenExpiry: tokens.Expiry}
 	sid := session.NewID()
 	if err := g.store.SaveSession(r.Context(), sid, rec, g.opts.SessionTTL); err != nil {
 		return nil, storeError(err)
@@ -171,6 +193,10 @@ func (g *Gateway) resume(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 	ck := cookieFrom(r.Context())
 	if r.Method != http.MethodPost {
+		if r.URL.Query().Has("done") {
+			g.pages.render(w, http.StatusOK, "loggedout", pageData{})
+			return
+		}
 		if err := g.saveCookie(w, r, ck); err != nil {
 			g.fail(w, r, err)
 			return
@@ -182,7 +208,11 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, err)
 		return
 	}
+	var idToken string
 	if ck.SID != "" {
+		if rec, err := g.store.GetSession(r.Context(), ck.SID); err == nil {
+			idToken = rec.IDToken
+		}
 		if err := g.store.DeleteSession(r.Context(), ck.SID); err != nil {
 			g.fail(w, r, storeError(err))
 			return
@@ -193,7 +223,15 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, err)
 		return
 	}
-	g.pages.render(w, http.StatusOK, "loggedout", pageData{})
+	done := g.opts.PublicURL.JoinPath(prefix, "logout").String() + "?done"
+	if g.logins.oidc != nil && idToken != "" {
+		// RP-initiated logout: the provider ends its session too.
+		if to, ok := g.logins.oidc.EndSessionURL(idToken, done); ok {
+			http.Redirect(w, r, to, http.StatusSeeOther)
+			return
+		}
+	}
+	http.Redirect(w, r, done, http.StatusSeeOther)
 }
 
 type gatewayForm struct {

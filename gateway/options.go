@@ -51,12 +51,28 @@ type PasswordChecker interface {
 	Check(user, password string) (auth.Identity, error)
 }
 
+// BearerVerifier checks API clients' bearer JWTs (auth/bearer.Verifier).
+// Its errors' messages are safe to show to the client.
+type BearerVerifier interface {
+	Verify(ctx context.Context, raw string) (auth.Identity, error)
+}
+
+// AssertionSigner signs the identity assertion sent upstream
+// (auth/assertion.Signer) and publishes its keys.
+type AssertionSigner interface {
+	Sign(id auth.Identity, audience string) (string, error)
+	JWKS() []byte
+}
+
 // Parts are the gateway's collaborators. Store, Cookies and at least one
 // login method (Passwords or OIDC) are required.
 type Parts struct {
 	Store     *session.Store
 	Cookies   *session.Cookies
 	Passwords PasswordChecker    // local login; nil when not configured
+	OIDC      OIDCLogin          // OIDC login; nil when not configured
+	Bearer    BearerVerifier     // bearer JWTs for API clients; nil: not accepted
+	Assertion AssertionSigner    // X-Postern-Assertion; nil: not sent
 	Limiter   *auth.LoginLimiter // failed-login limiter; nil disables
 	Logger    *slog.Logger
 	// Transport carries requests to upstreams; nil uses NewTransport().

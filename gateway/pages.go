@@ -26,6 +26,7 @@ type pageData struct {
 	Username string
 	Error    any // string for the login page, *httpError for error pages
 	LoggedIn bool
+	SSO      string // link that starts the OIDC login, when configured
 }
 
 func newPages() (*pages, error) {

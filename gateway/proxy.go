@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -46,8 +48,9 @@ func stripIdentity(h http.Header) {
 	}
 }
 
-// setIdentity sets the identity headers the upstream trusts.
-func (g *Gateway) setIdentity(h http.Header, who *principal) {
+// setIdentity sets the identity headers the upstream trusts, and the signed
+// assertion for audience (the upstream's origin) when configured.
+func (g *Gateway) setIdentity(h http.Header, who *principal, audience *url.URL) {
 	stripIdentity(h)
 	h.Set("X-Forwarded-User", who.rec.User)
 	if who.rec.Email != "" {
@@ -58,6 +61,14 @@ func (g *Gateway) setIdentity(h http.Header, who *principal) {
 	}
 	if g.opts.PassAccessToken && who.rec.AccessToken != "" {
 		h.Set("X-Forwarded-Access-Token", who.rec.AccessToken)
+	}
+	if g.signer != nil {
+		aud := audience.Scheme + "://" + audience.Host
+		if tok, err := g.signer.Sign(who.identity(), aud); err == nil {
+			h.Set("X-Postern-Assertion", tok)
+		} else {
+			g.log.Error("signing the identity assertion failed", slog.String("error", err.Error()))
+		}
 	}
 }
 
@@ -101,7 +112,7 @@ func (g *Gateway) newProxy(rt *Route) *httputil.ReverseProxy {
 			pr.SetXForwarded()
 			dropOwnCookie(pr.Out.Header, g.cookies.Name())
 			if who, ok := pr.In.Context().Value(principalKey{}).(*principal); ok {
-				g.setIdentity(pr.Out.Header, who)
+				g.setIdentity(pr.Out.Header, who, rt.Upstream)
 			} else {
 				stripIdentity(pr.Out.Header)
 			}

@@ -145,7 +145,7 @@ func (g *Gateway) replayRequest(ctx context.Context, r *http.Request, who *princ
 	pr.SetURL(upstream)
 	pr.SetXForwarded()
 	dropOwnCookie(out.Header, g.cookies.Name())
-	g.setIdentity(out.Header, who)
+	g.setIdentity(out.Header, who, upstream)
 	out.Header.Set("X-Postern-Replayed", "true")
 	out.Body = io.NopCloser(body)
 	out.ContentLength = stored.Size

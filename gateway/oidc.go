@@ -1,0 +1,164 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/auth/oidc"
+	"github.com/postern/postern/session"
+)
+
+// OIDCLogin is the OIDC login method (auth/oidc.Provider).
+type OIDCLogin interface {
+	AuthCodeURL(ctx context.Context, state, nonce, verifier string) (string, error)
+	Exchange(ctx context.Context, code, verifier, nonce string) (auth.Identity, oidc.Tokens, error)
+	Refresh(ctx context.Context, refreshToken string) (auth.Identity, oidc.Tokens, error)
+	EndSessionURL(idTokenHint, postLogoutRedirect string) (string, bool)
+}
+
+// loginStateTTL is how long a person may take at the identity provider.
+const loginStateTTL = 30 * time.Minute
+
+// refreshAhead is how long before the access token expires the gateway
+// refreshes it, so a working session is never bounced to the provider.
+const refreshAhead = time.Minute
+
+// startOIDC sends the browser to the identity provider with a 303 (never a
+// 307: the login form must not be re-sent there, RFC 9700 §4.12). The state
+// names what the login remembers — nonce, PKCE verifier, the pending stash —
+// one per tab, so several tabs can log in at once.
+func (g *Gateway) startOIDC(w http.ResponseWriter, r *http.Request, ck *session.Cookie, stash, rd string) {
+	state, nonce, verifier := session.NewID(), session.NewID(), oauth2.GenerateVerifier()
+	ls := session.LoginState{BrowserID: ck.BrowserID, Nonce: nonce, Verifier: verifier,
+		StashID: stash, ReturnURL: rd, Created: g.now()}
+	if err := g.store.SaveLoginState(r.Context(), state, ls, loginStateTTL); err != nil {
+		g.fail(w, r, storeError(err))
+		return
+	}
+	to, err := g.logins.oidc.AuthCodeURL(r.Context(), state, nonce, verifier)
+	if err != nil {
+		g.fail(w, r, providerDown(err, stash, rd))
+		return
+	}
+	if err := g.saveCookie(w, r, ck); err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// callback completes an OIDC login: the state is used once, must belong to
+// this browser, and the code is exchanged (PKCE) for a verified ID token.
+func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
+	ck := cookieFrom(r.Context())
+	if g.logins.oidc == nil {
+		g.fail(w, r, &httpError{Status: http.StatusNotFound, Code: "not_found", Title: "Not found",
+			Message: "OIDC login is not configured."})
+		return
+	}
+	q := r.URL.Query()
+	state := q.Get("state")
+	if !validID(state) {
+		g.fail(w, r, badLogin("The login answer from the identity provider is incomplete.", "/"))
+		return
+	}
+	ls, err := g.store.TakeLoginState(r.Context(), state)
+	switch {
+	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrCorrupt):
+		g.metrics.logins.WithLabelValues("oidc", "bad_state").Inc()
+		g.fail(w, r, badLogin("This login was already completed or has expired. Please log in again.", "/"))
+		return
+	case err != nil:
+		g.fail(w, r, storeError(err))
+		return
+	}
+	if ls.BrowserID != ck.BrowserID {
+		g.metrics.logins.WithLabelValues("oidc", "foreign_state").Inc()
+		g.fail(w, r, badLogin("This login was started in another browser. Please log in again here.", ls.ReturnURL))
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		g.metrics.logins.WithLabelValues("oidc", "provider_error").Inc()
+		g.log.LogAttrs(r.Context(), slog.LevelWarn, "identity provider refused the login", slog.String("error", e))
+		he := badLogin("The identity provider did not log you in ("+e+"). Your submission, if any, is still kept.", ls.ReturnURL)
+		he.Login = loginURL(ls.StashID, ls.ReturnURL)
+		g.fail(w, r, he)
+		return
+	}
+	id, tokens, err := g.logins.oidc.Exchange(r.Context(), q.Get("code"), ls.Verifier, ls.Nonce)
+	if err != nil {
+		g.metrics.logins.WithLabelValues("oidc", "failed").Inc()
+		if errors.Is(err, oidc.ErrUnavailable) {
+			g.fail(w, r, providerDown(err, ls.StashID, ls.ReturnURL))
+			return
+		}
+		g.log.LogAttrs(r.Context(), slog.LevelWarn, "oidc login failed", slog.String("error", err.Error()))
+		he := badLogin("The login could not be verified. Please log in again; your submission, if any, is still kept.", ls.ReturnURL)
+		he.Login, he.Cause = loginURL(ls.StashID, ls.ReturnURL), err
+		g.fail(w, r, he)
+		return
+	}
+	g.metrics.logins.WithLabelValues("oidc", "ok").Inc()
+	who, err := g.startSession(r, ck, id, "oidc", tokens)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("user", id.User), slog.String("method", "oidc"))
+	g.complete(w, r, ck, who, ls.StashID, ls.ReturnURL)
+}
+
+// refresh renews an OIDC session's access token shortly before it expires.
+// Concurrent requests of one session share one refresh. A provider that
+// rejects the refresh token ends the session (the next submission goes
+// through the stash flow again and loses nothing); a provider that cannot be
+// reached leaves the session as it is.
+func (g *Gateway) refresh(ctx context.Context, p *principal) (*principal, error) {
+	v, err, _ := g.refreshes.Do(p.sid, func() (any, error) {
+		_, tokens, err := g.logins.oidc.Refresh(context.WithoutCancel(ctx), p.rec.RefreshToken)
+		if err != nil {
+			return nil, err
+		}
+		rec := p.rec
+		rec.AccessToken, rec.TokenExpiry = tokens.AccessToken, tokens.Expiry
+		if tokens.RefreshToken != "" {
+			rec.RefreshToken = tokens.RefreshToken
+		}
+		if tokens.IDToken != "" {
+			rec.IDToken = tokens.IDToken
+		}
+		if err := g.store.SaveSession(ctx, p.sid, rec, rec.Expires.Sub(g.now())); err != nil {
+			return nil, storeError(err)
+		}
+		return &principal{sid: p.sid, rec: rec}, nil
+	})
+	switch {
+	case err == nil:
+		return v.(*principal), nil
+	case errors.Is(err, oidc.ErrUnavailable):
+		g.log.LogAttrs(ctx, slog.LevelWarn, "token refresh postponed: provider unavailable", slog.String("user", p.rec.User))
+		return p, nil
+	case errors.As(err, new(*httpError)):
+		return nil, err
+	}
+	g.log.LogAttrs(ctx, slog.LevelInfo, "token refresh rejected, session ended", slog.String("user", p.rec.User), slog.String("error", err.Error()))
+	_ = g.store.DeleteSession(ctx, p.sid)
+	return nil, nil
+}
+
+func badLogin(msg, back string) *httpError {
+	return &httpError{Status: http.StatusBadRequest, Code: "login_failed", Title: "Login not completed",
+		Message: msg, Login: loginURL("", back)}
+}
+
+func providerDown(err error, stash, rd string) *httpError {
+	return &httpError{Status: http.StatusServiceUnavailable, Code: "idp_unavailable",
+		Title: "The identity provider is not answering", Cause: err, Login: loginURL(stash, rd),
+		Message: "The login service cannot be reached right now. Anything you submitted is kept; try again in a moment."}
+}
