@@ -28,7 +28,13 @@ var (
 // of chunks, never whole in memory).
 //
 // Backends store opaque bytes; Sealer encrypts them before they arrive.
-// Keys are printable ASCII without spaces, at most 200 bytes.
+// Keys are printable ASCII without spaces, at most 200 bytes (ValidKey).
+// Every ttl must be positive. Records and blobs are separate: the same key
+// may name one of each. A cancelled context fails an operation with an
+// error other than ErrNotFound.
+//
+// The conformance suite in package session/sessiontest checks all of this;
+// every implementation's tests run it.
 //
 // Implementations must make TakeBlob atomic across every process that shares
 // the backend: of any number of concurrent calls for one key, exactly one
@@ -37,6 +43,7 @@ type Backend interface {
 	// Get returns the record stored under key, or ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Set stores a record under key, replacing any, expiring after ttl.
+	// An expired record is ErrNotFound to every method.
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// Delete removes a record. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
@@ -48,7 +55,10 @@ type Backend interface {
 	// expiring after ttl. The body is written in chunks as it is read. If the
 	// body holds more than limit bytes, PutBlob stops reading, removes what it
 	// wrote and returns ErrTooLarge. The blob becomes visible to TakeBlob only
-	// once it is complete. It returns the number of body bytes stored.
+	// once it is complete; ttl counts from then. A failing body reader or
+	// context also leaves nothing, and its error is returned (wrapped). A
+	// blob already under key is replaced. It returns the number of body
+	// bytes stored.
 	PutBlob(ctx context.Context, key string, meta []byte, body io.Reader, limit int64, ttl time.Duration) (int64, error)
 	// TakeBlob atomically marks the blob under key as taken and returns its
 	// meta and a reader that streams its body. Only one TakeBlob for a key
@@ -58,6 +68,8 @@ type Backend interface {
 	TakeBlob(ctx context.Context, key string) (meta []byte, body io.ReadCloser, err error)
 	// RestoreBlob returns a taken blob to the untaken state, so one TakeBlob
 	// may succeed again. Only for a blob none of which reached anyone.
+	// Restoring an untaken blob changes nothing; a missing or expired one
+	// is ErrNotFound.
 	RestoreBlob(ctx context.Context, key string) error
 	// DeleteBlob removes a blob and its body, taken or not. Deleting a
 	// missing blob is not an error.

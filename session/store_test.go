@@ -1,0 +1,332 @@
+package session_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/session"
+	"github.com/postern/postern/session/filestore"
+)
+
+func secret(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+
+// newStore returns a Store over a real file backend, and the backend.
+func newStore(t *testing.T, secrets ...[]byte) (*session.Store, *filestore.Store, string) {
+	t.Helper()
+	if len(secrets) == 0 {
+		secrets = [][]byte{secret(1)}
+	}
+	path := filepath.Join(t.TempDir(), "postern.db")
+	b, err := filestore.Open(path, filestore.WithSweepInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	s, err := session.NewSealer(secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return session.NewStore(b, s), b, path
+}
+
+func readAllClose(t *testing.T, rc io.ReadCloser) []byte {
+	t.Helper()
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("reading body: %v", err)
+	}
+	return data
+}
+
+func TestStashRoundTripAndNothingReadableAtRest(t *testing.T) {
+	ctx := context.Background()
+	st, _, path := newStore(t)
+	body := []byte(strings.Repeat("card=4111111111111111&name=Ada+Lovelace&", 5000))
+	req := session.Stored{
+		Method:  http.MethodPost,
+		URL:     "/checkout?step=pay",
+		Header:  http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "X-Secret-Header": {"HeaderValueMarker"}},
+		Owner:   "browser-OwnerMarker",
+		Created: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
+		Size:    int64(len(body)),
+	}
+	n, err := st.PutStash(ctx, "stashIdMarker", req, bytes.NewReader(body), 1<<20, time.Hour)
+	if err != nil || n != int64(len(body)) {
+		t.Fatalf("PutStash = %d, %v", n, err)
+	}
+	if err := st.SaveSession(ctx, "sid1", session.Record{User: "ada", AccessToken: "AccessTokenMarker"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, marker := range []string{"4111111111111111", "Lovelace", "HeaderValueMarker", "OwnerMarker", "/checkout", "AccessTokenMarker"} {
+		if bytes.Contains(raw, []byte(marker)) {
+			t.Errorf("the store file contains %q in the clear", marker)
+		}
+	}
+
+	got, rc, err := st.TakeStash(ctx, "stashIdMarker")
+	if err != nil {
+		t.Fatalf("TakeStash: %v", err)
+	}
+	if data := readAllClose(t, rc); !bytes.Equal(data, body) {
+		t.Fatalf("body: got %d bytes, want %d equal bytes", len(data), len(body))
+	}
+	if got.Method != req.Method || got.URL != req.URL || got.Owner != req.Owner || got.Size != req.Size ||
+		!got.Created.Equal(req.Created) || got.Header.Get("X-Secret-Header") != "HeaderValueMarker" {
+		t.Fatalf("TakeStash meta = %+v, want %+v", got, req)
+	}
+	if _, _, err := st.TakeStash(ctx, "stashIdMarker"); !errors.Is(err, session.ErrTaken) {
+		t.Fatalf("second TakeStash: err = %v, want ErrTaken", err)
+	}
+	if err := st.RestoreStash(ctx, "stashIdMarker"); err != nil {
+		t.Fatal(err)
+	}
+	_, rc, err = st.TakeStash(ctx, "stashIdMarker")
+	if err != nil {
+		t.Fatalf("TakeStash after restore: %v", err)
+	}
+	if data := readAllClose(t, rc); !bytes.Equal(data, body) {
+		t.Fatal("body changed across restore")
+	}
+	if err := st.DeleteStash(ctx, "stashIdMarker"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.TakeStash(ctx, "stashIdMarker"); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("TakeStash after delete: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestStashLimitsAndSizes(t *testing.T) {
+	ctx := context.Background()
+	st, _, _ := newStore(t)
+	for _, tc := range []struct {
+		name     string
+		declared int64
+		body     int
+		limit    int64
+		want     error // nil: kept
+	}{
+		{"exactly the limit", 100, 100, 100, nil},
+		{"unknown length within limit", -1, 100, 100, nil},
+		{"empty", 0, 0, 100, nil},
+		{"one over, unknown length", -1, 101, 100, session.ErrTooLarge},
+		{"declared over the limit", 101, 101, 100, session.ErrTooLarge},
+		{"longer than declared", 10, 100, 1000, errors.New("mismatch")},
+		{"shorter than declared", 100, 10, 1000, errors.New("mismatch")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := session.NewID()
+			_, err := st.PutStash(ctx, id, session.Stored{Size: tc.declared}, bytes.NewReader(make([]byte, tc.body)), tc.limit, time.Hour)
+			switch {
+			case tc.want == nil && err != nil:
+				t.Fatalf("PutStash: %v", err)
+			case tc.want == nil:
+				_, rc, err := st.TakeStash(ctx, id)
+				if err != nil {
+					t.Fatalf("TakeStash: %v", err)
+				}
+				if n := len(readAllClose(t, rc)); n != tc.body {
+					t.Fatalf("body %d bytes, want %d", n, tc.body)
+				}
+				return
+			case err == nil:
+				t.Fatalf("PutStash succeeded, want %v", tc.want)
+			case errors.Is(tc.want, session.ErrTooLarge) && !errors.Is(err, session.ErrTooLarge):
+				t.Fatalf("PutStash: err = %v, want ErrTooLarge", err)
+			}
+			if _, _, err := st.TakeStash(ctx, id); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("after a refused PutStash, TakeStash: err = %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	st, _, _ := newStore(t)
+	res := session.Result{Status: 201, Header: http.Header{"Content-Type": {"text/html"}}, Owner: "b", URL: "/checkout", Size: 5}
+	if _, err := st.PutResult(ctx, "r1", res, strings.NewReader("thank"), 100, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, rc, err := st.TakeResult(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAllClose(t, rc); string(body) != "thank" || got.Status != 201 || got.URL != "/checkout" || got.Owner != "b" {
+		t.Fatalf("TakeResult = %+v, %q", got, body)
+	}
+	if err := st.DeleteResult(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	// Results and stashes live in different namespaces.
+	if _, _, err := st.TakeStash(ctx, "r1"); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("a result id taken as a stash: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestSessionsAndLoginState(t *testing.T) {
+	ctx := context.Background()
+	st, _, _ := newStore(t)
+	rec := session.Record{User: "ada", Email: "ada@example.com", Groups: []string{"ops", "dev"}, Method: "oidc",
+		LoginAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), RefreshToken: "rt"}
+	if err := st.SaveSession(ctx, "sid", rec, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.GetSession(ctx, "sid")
+	if err != nil || got.User != "ada" || len(got.Groups) != 2 || got.RefreshToken != "rt" || !got.LoginAt.Equal(rec.LoginAt) {
+		t.Fatalf("GetSession = %+v, %v", got, err)
+	}
+	if err := st.DeleteSession(ctx, "sid"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sid := range []string{"sid", "", "has space", strings.Repeat("x", 300)} {
+		if _, err := st.GetSession(ctx, sid); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("GetSession(%q): err = %v, want ErrNotFound", sid, err)
+		}
+	}
+
+	ls := session.LoginState{BrowserID: "b", Nonce: "n", Verifier: "v", StashID: "s"}
+	if err := st.SaveLoginState(ctx, "state1", ls, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// A state is used at most once, even by racing callbacks.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for range 20 {
+		wg.Go(func() {
+			got, err := st.TakeLoginState(ctx, "state1")
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && got == ls:
+				wins++
+			case !errors.Is(err, session.ErrNotFound):
+				t.Errorf("TakeLoginState: %+v, %v", got, err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d callers took the login state, want 1", wins)
+	}
+}
+
+// move copies the raw blob under from to the key to, optionally with the
+// meta of another blob, as an attacker with write access to the store could.
+func move(t *testing.T, b *filestore.Store, metaFrom, bodyFrom, to string) {
+	t.Helper()
+	ctx := context.Background()
+	meta, _, err := b.TakeBlob(ctx, metaFrom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.RestoreBlob(ctx, metaFrom)
+	_, rc, err := b.TakeBlob(ctx, bodyFrom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAllClose(t, rc)
+	_ = b.RestoreBlob(ctx, bodyFrom)
+	if _, err := b.PutBlob(ctx, to, meta, bytes.NewReader(body), 1<<20, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMovedEntriesDoNotOpen(t *testing.T) {
+	ctx := context.Background()
+	st, b, _ := newStore(t)
+	for _, id := range []string{"a", "b"} {
+		if _, err := st.PutStash(ctx, id, session.Stored{Method: "POST", Size: -1}, strings.NewReader("body of "+id), 100, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Whole entry moved: its meta does not open under the new name.
+	move(t, b, "stash:a", "stash:a", "stash:c")
+	if _, _, err := st.TakeStash(ctx, "c"); !errors.Is(err, session.ErrCorrupt) {
+		t.Fatalf("entry moved to another id: err = %v, want ErrCorrupt", err)
+	}
+	// Only the body swapped: the meta opens, the body does not.
+	move(t, b, "stash:b", "stash:a", "stash:b")
+	_, rc, err := st.TakeStash(ctx, "b")
+	if err != nil {
+		t.Fatalf("TakeStash with a swapped body: %v (the meta is genuine)", err)
+	}
+	defer rc.Close()
+	if data, err := io.ReadAll(rc); !errors.Is(err, session.ErrCorrupt) || len(data) != 0 {
+		t.Fatalf("reading a swapped body = %q, %v; want nothing and ErrCorrupt", data, err)
+	}
+	// A session record moved into a login state does not open either.
+	if err := st.SaveSession(ctx, "x", session.Record{User: "ada"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.Get(ctx, "sess:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set(ctx, "login:x", raw, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.TakeLoginState(ctx, "x"); !errors.Is(err, session.ErrCorrupt) {
+		t.Fatalf("record moved across namespaces: err = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestRotationAcrossStore(t *testing.T) {
+	ctx := context.Background()
+	st, b, _ := newStore(t, secret(1))
+	if _, err := st.PutStash(ctx, "s", session.Stored{Size: 3}, strings.NewReader("old"), 10, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := session.NewSealer([][]byte{secret(2), secret(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2 := session.NewStore(b, rotated)
+	_, rc, err := st2.TakeStash(ctx, "s")
+	if err != nil {
+		t.Fatalf("TakeStash after rotation: %v", err)
+	}
+	if body := readAllClose(t, rc); string(body) != "old" {
+		t.Fatalf("body after rotation = %q", body)
+	}
+	// Once the old secret is dropped, its entries are corrupt, not a crash.
+	if err := st.SaveSession(ctx, "sid", session.Record{User: "u"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	onlyNew, _ := session.NewSealer([][]byte{secret(2)})
+	if _, err := session.NewStore(b, onlyNew).GetSession(ctx, "sid"); !errors.Is(err, session.ErrCorrupt) {
+		t.Fatalf("GetSession with the sealing secret removed: err = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestUnavailablePassesThrough(t *testing.T) {
+	ctx := context.Background()
+	st, b, _ := newStore(t)
+	_ = b.Close()
+	if err := st.Ping(ctx); !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("Ping: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := st.GetSession(ctx, "sid"); !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("GetSession: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := st.PutStash(ctx, "s", session.Stored{Size: -1}, strings.NewReader("x"), 10, time.Hour); !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("PutStash: err = %v, want ErrUnavailable", err)
+	}
+	if _, _, err := st.TakeStash(ctx, "s"); !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("TakeStash: err = %v, want ErrUnavailable", err)
+	}
+}
