@@ -99,12 +99,14 @@ var testSecret = bytes.Repeat([]byte("k"), 32)
 type env struct {
 	t         testing.TB
 	transport http.RoundTripper // nil: the gateway's own
-	up        *upstream
-	gw        *httptest.Server
-	storeDir  string
-	addr      string
-	backend   *filestore.Store
-	opts      gateway.Options
+	// parts, if set, adjusts the gateway's parts once its public URL is known.
+	parts    func(p *gateway.Parts, o *gateway.Options)
+	up       *upstream
+	gw       *httptest.Server
+	storeDir string
+	addr     string
+	backend  *filestore.Store
+	opts     gateway.Options
 }
 
 type envOption func(*gateway.Options)
@@ -167,14 +169,18 @@ func (e *env) start(opts ...envOption) {
 	for _, f := range opts {
 		f(&o)
 	}
-	e.opts = o
-	g, err := gateway.New(o, gateway.Parts{
+	parts := gateway.Parts{
 		Store:     session.NewStore(backend, sealer),
 		Cookies:   cookies,
 		Passwords: users,
 		Transport: e.transport,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if e.parts != nil {
+		e.parts(&parts, &o)
+	}
+	e.opts = o
+	g, err := gateway.New(o, parts)
 	if err != nil {
 		t.Fatal(err)
 	}
