@@ -107,7 +107,7 @@ type flagValue struct {
 	l         layer
 }
 
-func (f *flagValue) String() string  { return f.def }
+func (f *flagValue) String() string   { return f.def }
 func (f *flagValue) IsBoolFlag() bool { return f.boolean }
 func (f *flagValue) Set(v string) error {
 	f.l[f.name] = append(f.l[f.name], value{v: v, src: "--" + f.name})
