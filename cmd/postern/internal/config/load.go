@@ -75,10 +75,17 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		if !s.list && len(vals) > 1 {
 			vals = vals[len(vals)-1:] // a repeated single-valued flag: the last one wins
 		}
+		failed := false
 		for _, v := range vals {
 			if err := s.set(c, v.v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", v.src, err))
+				failed = true
 			}
+		}
+		if failed && s.def != "" && !s.list {
+			// Keep the default, so Validate does not report the same
+			// setting a second time.
+			_ = s.set(c, s.def)
 		}
 	}
 	return c, errors.Join(errs...)
