@@ -1,0 +1,186 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/postern/postern/session"
+)
+
+// stashHeaders are the request headers kept with a stash: what the upstream
+// needs to understand the body and the submission. Cookies are not kept:
+// the replay carries the browser's cookies of that moment instead.
+var stashHeaders = []string{
+	"Content-Type", "Content-Encoding", "Content-Language",
+	"Accept", "Accept-Language", "User-Agent", "Referer", "Origin",
+}
+
+// intercept answers a request that comes with no valid session: API clients
+// get 401; a browser's GET or HEAD is sent to the login and back; any other
+// method is stashed (after the cross-site rule) and sent to the login with a
+// 307, which the browser follows with the same method and body.
+func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.Cookie, ri int) string {
+	if !wantsHTML(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="postern"`)
+		g.fail(w, r, &httpError{Status: http.StatusUnauthorized, Code: "unauthenticated",
+			Title: "Login required", Message: "This resource needs a login or a bearer token."})
+		return "unauthenticated"
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if err := g.saveCookie(w, r, ck); err != nil {
+			g.fail(w, r, err)
+			return "error"
+		}
+		http.Redirect(w, r, loginURL("", r.URL.RequestURI()), http.StatusTemporaryRedirect)
+		return "login"
+	}
+	if !g.opts.AllowCrossSiteStash && crossSite(r, g.opts.PublicURL) {
+		// The submission is dropped, not kept: a login must never turn a
+		// forged cross-site request into a real one.
+		g.metrics.stashes.WithLabelValues("cross_site").Inc()
+		g.fail(w, r, &httpError{Status: http.StatusForbidden, Code: "cross_site",
+			Title: "Submission not kept",
+			Message: "This form was sent from another site while you were not logged in. " +
+				"For your safety it was not kept and will not be sent. Log in, then submit it again from this site.",
+			Login: sameOriginPath(r.Referer(), g.opts.PublicURL, "/")})
+		return "cross_site"
+	}
+	id := session.NewID()
+	stored := session.Stored{
+		Method:  r.Method,
+		Host:    r.Host,
+		URL:     r.URL.RequestURI(),
+		Header:  make(http.Header),
+		Owner:   ck.BrowserID,
+		Created: g.now(),
+		Size:    r.ContentLength,
+	}
+	for _, k := range stashHeaders {
+		if v := r.Header.Values(k); len(v) > 0 {
+			stored.Header[k] = v
+		}
+	}
+	if r.ContentLength > g.opts.StashMaxBody {
+		g.metrics.stashes.WithLabelValues("too_large").Inc()
+		g.fail(w, r, g.tooLarge(r))
+		return "too_large"
+	}
+	body := &clientBody{r: r.Body}
+	n, err := g.store.PutStash(r.Context(), id, stored, body, g.opts.StashMaxBody, g.opts.StashTTL)
+	switch {
+	case errors.Is(err, session.ErrTooLarge):
+		g.metrics.stashes.WithLabelValues("too_large").Inc()
+		g.fail(w, r, g.tooLarge(r))
+		return "too_large"
+	case err != nil && body.err != nil:
+		g.fail(w, r, &httpError{Status: http.StatusBadRequest, Code: "bad_body", Title: "Submission incomplete",
+			Message: "The submission could not be read completely, so it was not kept. Please send it again.", Cause: err})
+		return "bad_body"
+	case err != nil:
+		g.fail(w, r, storeError(err))
+		return "error"
+	}
+	if err := g.saveCookie(w, r, ck); err != nil {
+		_ = g.store.DeleteStash(r.Context(), id)
+		g.fail(w, r, err)
+		return "error"
+	}
+	g.metrics.stashes.WithLabelValues("kept").Inc()
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "submission stashed for login",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int64("bytes", n))
+	// 307 keeps the method: the browser re-sends the body to the login,
+	// which does not read it; the body was stored once, here.
+	http.Redirect(w, r, loginURL(id, r.URL.RequestURI()), http.StatusTemporaryRedirect)
+	return "stashed"
+}
+
+// loginURL is the gateway's login with the pending stash and return path.
+func loginURL(stash, rd string) string {
+	q := url.Values{}
+	if stash != "" {
+		q.Set("stash", stash)
+	}
+	if rd != "" && rd != "/" {
+		q.Set("rd", rd)
+	}
+	if len(q) == 0 {
+		return prefix + "login"
+	}
+	return prefix + "login?" + q.Encode()
+}
+
+func (g *Gateway) tooLarge(r *http.Request) *httpError {
+	return &httpError{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
+		Title: "Submission too large to keep",
+		Message: "You are not logged in, and this submission is larger than the " + formatBytes(g.opts.StashMaxBody) +
+			" the gateway can keep while you log in. It was not kept. Log in first, then send it again.",
+		Login: sameOriginPath(r.Referer(), g.opts.PublicURL, r.URL.RequestURI())}
+}
+
+// crossSite reports whether a submission comes from another site: the
+// browser says so (Sec-Fetch-Site), or its Origin is not the gateway's.
+func crossSite(r *http.Request, public *url.URL) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		// same-site is still another origin (a sibling subdomain).
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	return !sameOrigin(origin, public)
+}
+
+func sameOrigin(origin string, public *url.URL) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false // includes Origin: null
+	}
+	return strings.EqualFold(u.Scheme, public.Scheme) && strings.EqualFold(u.Host, public.Host)
+}
+
+// sameOriginPath returns raw as a path on the gateway when it is one (an
+// absolute URL on public's origin, or an absolute path), else fallback.
+// It is how every return URL is checked: never another origin.
+func sameOriginPath(raw string, public *url.URL, fallback string) string {
+	if raw == "" || strings.ContainsAny(raw, "\\\r\n\t") {
+		return fallback
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fallback
+	}
+	if u.Scheme != "" || u.Host != "" {
+		if public == nil || !strings.EqualFold(u.Scheme, public.Scheme) || !strings.EqualFold(u.Host, public.Host) {
+			return fallback
+		}
+	}
+	p := u.EscapedPath()
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return fallback
+	}
+	if u.RawQuery != "" {
+		p += "?" + u.RawQuery
+	}
+	return p
+}
+
+// clientBody remembers a failure to read the client's body, so that such a
+// failure is answered as the client's (400), not the store's.
+type clientBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}

@@ -1,0 +1,263 @@
+package gateway
+
+import (
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/session"
+)
+
+// loginMethods are the ways a person can log in.
+type loginMethods struct {
+	passwords PasswordChecker
+	limiter   *auth.LoginLimiter
+}
+
+// maxFormBytes bounds the gateway's own forms (login, logout, resume).
+const maxFormBytes = 64 << 10
+
+// login serves /.postern/login for every method. A request carrying
+// ?stash= is the browser following the 307 with the original submission
+// (its body is not read: it was stashed already); it gets the login page.
+// A POST without it is the login form.
+func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if r.Method == http.MethodPost && !q.Has("stash") {
+		g.loginSubmit(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !q.Has("stash") {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		g.fail(w, r, &httpError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Title: "Method not allowed", Message: "The login page accepts GET and POST."})
+		return
+	}
+	ck := cookieFrom(r.Context())
+	stash, rd := q.Get("stash"), sameOriginPath(q.Get("rd"), g.opts.PublicURL, "/")
+	if !validID(stash) {
+		stash = ""
+	}
+	who, err := g.identify(r.Context(), r, ck)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	if err := g.saveCookie(w, r, ck); err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	if who != nil {
+		if stash == "" {
+			http.Redirect(w, r, rd, http.StatusSeeOther)
+			return
+		}
+		// Logged in already (another tab did it): the person confirms that
+		// this tab's pending submission should now be sent.
+		g.pages.render(w, http.StatusOK, "continue", pageData{CSRF: ck.CSRF, Stash: stash, Return: rd, User: who.rec.User})
+		return
+	}
+	g.pages.render(w, http.StatusOK, "login", pageData{CSRF: ck.CSRF, Stash: stash, Return: rd})
+}
+
+// loginSubmit checks the login form and, on success, completes the login:
+// replays the pending submission once, or returns to where the person was.
+func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
+	ck := cookieFrom(r.Context())
+	form, err := g.parseForm(w, r, ck)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	data := pageData{Stash: form.stash, Return: form.rd, Username: r.PostForm.Get("username")}
+	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
+	addr := clientAddr(r)
+	if g.logins.limiter != nil {
+		if ok, wait := g.logins.limiter.Allow(user, addr); !ok {
+			g.metrics.logins.WithLabelValues("local", "rate_limited").Inc()
+			w.Header().Set("Retry-After", retryAfter(wait))
+			data.CSRF, data.Error = ck.CSRF, "Too many failed attempts. Please wait "+wait.Round(time.Second).String()+" and try again."
+			g.pages.render(w, http.StatusTooManyRequests, "login", data)
+			return
+		}
+	}
+	id, err := g.logins.passwords.Check(user, pass)
+	if err != nil {
+		if g.logins.limiter != nil {
+			g.logins.limiter.Failed(user, addr)
+		}
+		g.metrics.logins.WithLabelValues("local", "failed").Inc()
+		g.log.LogAttrs(r.Context(), slog.LevelWarn, "login failed", slog.String("user", user), slog.String("addr", addr))
+		data.CSRF, data.Error = ck.CSRF, "Wrong username or password."
+		if !errors.Is(err, auth.ErrBadCredentials) {
+			data.Error = "The login could not be checked. Please try again."
+		}
+		g.pages.render(w, http.StatusUnauthorized, "login", data)
+		return
+	}
+	if g.logins.limiter != nil {
+		g.logins.limiter.Succeeded(user, addr)
+	}
+	g.metrics.logins.WithLabelValues("local", "ok").Inc()
+	who, err := g.startSession(r, ck, id, "local")
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("user", id.User), slog.String("method", "local"))
+	g.complete(w, r, ck, who, form.stash, form.rd)
+}
+
+// startSession creates the server-side session for id and points the cookie
+// at it, under a new session id (no fixation). The CSRF token stays: it is
+// bound to this browser's cookie, and a login form sent twice (a double
+// click) must still be accepted the second time, to lead to the result.
+func (g *Gateway) startSession(r *http.Request, ck *session.Cookie, id auth.Identity, method string) (*principal, error) {
+	now := g.now()
+	rec := session.Record{User: id.User, Email: id.Email, Groups: id.Groups, Subject: id.Subject,
+		Method: method, LoginAt: now, Expires: now.Add(g.opts.SessionTTL)}
+	sid := session.NewID()
+	if err := g.store.SaveSession(r.Context(), sid, rec, g.opts.SessionTTL); err != nil {
+		return nil, storeError(err)
+	}
+	if ck.SID != "" {
+		_ = g.store.DeleteSession(r.Context(), ck.SID)
+	}
+	ck.SID = sid
+	return &principal{sid: sid, rec: rec}, nil
+}
+
+// complete finishes a login: the pending submission is replayed once, or
+// the browser returns to where it was.
+func (g *Gateway) complete(w http.ResponseWriter, r *http.Request, ck *session.Cookie, who *principal, stash, rd string) {
+	if stash == "" {
+		if err := g.saveCookie(w, r, ck); err != nil {
+			g.fail(w, r, err)
+			return
+		}
+		http.Redirect(w, r, rd, http.StatusSeeOther)
+		return
+	}
+	g.replay(w, r, ck, who, stash, rd)
+}
+
+// resume replays a stash for a person who is logged in already: the
+// "continue" button of another tab, or the retry after an upstream refused.
+func (g *Gateway) resume(w http.ResponseWriter, r *http.Request) {
+	ck := cookieFrom(r.Context())
+	form, err := g.parseForm(w, r, ck)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	who, err := g.identify(r.Context(), r, ck)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	if who == nil {
+		http.Redirect(w, r, loginURL(form.stash, form.rd), http.StatusSeeOther)
+		return
+	}
+	g.complete(w, r, ck, who, form.stash, form.rd)
+}
+
+// logout ends the session: GET asks, POST does it.
+func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
+	ck := cookieFrom(r.Context())
+	if r.Method != http.MethodPost {
+		if err := g.saveCookie(w, r, ck); err != nil {
+			g.fail(w, r, err)
+			return
+		}
+		g.pages.render(w, http.StatusOK, "logout", pageData{CSRF: ck.CSRF, LoggedIn: ck.SID != ""})
+		return
+	}
+	if _, err := g.parseForm(w, r, ck); err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	if ck.SID != "" {
+		if err := g.store.DeleteSession(r.Context(), ck.SID); err != nil {
+			g.fail(w, r, storeError(err))
+			return
+		}
+	}
+	ck.SID, ck.CSRF, ck.Results = "", session.NewID(), nil
+	if err := g.saveCookie(w, r, ck); err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	g.pages.render(w, http.StatusOK, "loggedout", pageData{})
+}
+
+type gatewayForm struct {
+	stash string
+	rd    string
+}
+
+// parseForm reads one of the gateway's own forms and checks its CSRF token
+// against the cookie's.
+func (g *Gateway) parseForm(w http.ResponseWriter, r *http.Request, ck *session.Cookie) (gatewayForm, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return gatewayForm{}, &httpError{Status: http.StatusBadRequest, Code: "bad_form",
+			Title: "Form not understood", Message: "The form could not be read. Please go back and try again.", Cause: err}
+	}
+	f := gatewayForm{stash: r.PostForm.Get("stash"), rd: sameOriginPath(r.PostForm.Get("rd"), g.opts.PublicURL, "/")}
+	if !validID(f.stash) {
+		f.stash = ""
+	}
+	token := r.PostForm.Get("csrf")
+	if ck.IsNew || token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(ck.CSRF)) != 1 {
+		// Keep whatever was stashed: the person only has to log in again.
+		return f, &httpError{Status: http.StatusForbidden, Code: "csrf",
+			Title: "This form has expired", Login: loginURL(f.stash, f.rd),
+			Message: "The form was too old or came from another site. Nothing was lost: please log in again."}
+	}
+	return f, nil
+}
+
+// saveCookie writes the session cookie; a failure here is the gateway's.
+func (g *Gateway) saveCookie(w http.ResponseWriter, r *http.Request, ck *session.Cookie) error {
+	if err := g.cookies.Save(w, r, ck); err != nil {
+		return &httpError{Status: http.StatusInternalServerError, Code: "internal", Title: "Something went wrong",
+			Message: "The gateway could not write its cookie.", Cause: err}
+	}
+	return nil
+}
+
+// validID reports whether s looks like an id made by session.NewID, so that
+// nothing else is ever used as a store key.
+func validID(s string) bool {
+	if len(s) < 22 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func clientAddr(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+func retryAfter(d time.Duration) string {
+	s := int(d.Round(time.Second) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return strconv.Itoa(s)
+}

@@ -1,0 +1,46 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the gateway's Prometheus metrics, in a registry of its own
+// (no global state).
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	stashes  *prometheus.CounterVec
+	replays  *prometheus.CounterVec
+	results  *prometheus.CounterVec
+	logins   *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_requests_total",
+			Help: "Requests for upstreams, by outcome (proxied, stashed, login, unauthenticated, forbidden, ...)."}, []string{"outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postern_request_duration_seconds",
+			Help: "Time to answer requests for upstreams, by outcome.", Buckets: prometheus.DefBuckets}, []string{"outcome"}),
+		stashes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_stashes_total",
+			Help: "Submissions arriving without a session, by result (kept, too_large, cross_site)."}, []string{"result"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_replays_total",
+			Help: "Stash completions after login, by result (replayed, already_taken, expired, refused_kept, failed, forbidden)."}, []string{"result"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_results_total",
+			Help: "Kept answers to replays, by result (shown, gone)."}, []string{"result"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_logins_total",
+			Help: "Login attempts, by method and result."}, []string{"method", "result"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.stashes, m.replays, m.results, m.logins,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+)
+
+// NewTransport returns the transport the gateway uses to reach upstreams,
+// tuned for a proxy: every request goes through it, so idle connections are
+// kept per upstream host in numbers sized for concurrency (Go's default of
+// two would open a new connection for most requests under load).
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy: nil, // upstreams are reached directly, never via HTTP_PROXY
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+	}
+}
+
+// identityHeaders are set only by the gateway: whatever a client sends under
+// these names is removed on every path.
+var identityHeaders = []string{"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Access-Token"}
+
+// stripIdentity removes client-sent identity headers and every X-Postern-*
+// header.
+func stripIdentity(h http.Header) {
+	for _, k := range identityHeaders {
+		h.Del(k)
+	}
+	for k := range h {
+		if strings.HasPrefix(k, "X-Postern-") {
+			delete(h, k)
+		}
+	}
+}
+
+// setIdentity sets the identity headers the upstream trusts.
+func (g *Gateway) setIdentity(h http.Header, who *principal) {
+	stripIdentity(h)
+	h.Set("X-Forwarded-User", who.rec.User)
+	if who.rec.Email != "" {
+		h.Set("X-Forwarded-Email", who.rec.Email)
+	}
+	if len(who.rec.Groups) > 0 {
+		h.Set("X-Forwarded-Groups", strings.Join(who.rec.Groups, ","))
+	}
+	if g.opts.PassAccessToken && who.rec.AccessToken != "" {
+		h.Set("X-Forwarded-Access-Token", who.rec.AccessToken)
+	}
+}
+
+// dropOwnCookie removes the gateway's session cookie from a Cookie header
+// bound upstream: the upstream has no business with it.
+func dropOwnCookie(h http.Header, name string) {
+	lines := h.Values("Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range lines {
+		for _, part := range strings.Split(line, ";") {
+			p := strings.TrimSpace(part)
+			if p == "" {
+				continue
+			}
+			if n, _, _ := strings.Cut(p, "="); n == name {
+				continue
+			}
+			kept = append(kept, p)
+		}
+	}
+	h.Del("Cookie")
+	if len(kept) > 0 {
+		h.Set("Cookie", strings.Join(kept, "; "))
+	}
+}
+
+type principalKey struct{}
+
+func withIdentity(r *http.Request, who *principal) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), principalKey{}, who))
+}
+
+// newProxy returns the reverse proxy for one route.
+func (g *Gateway) newProxy(rt *Route) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(rt.Upstream)
+			pr.SetXForwarded()
+			dropOwnCookie(pr.Out.Header, g.cookies.Name())
+			if who, ok := pr.In.Context().Value(principalKey{}).(*principal); ok {
+				g.setIdentity(pr.Out.Header, who)
+			} else {
+				stripIdentity(pr.Out.Header)
+			}
+		},
+		Transport: g.transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			g.fail(w, r, upstreamDown(err))
+		},
+	}
+}
+
+func upstreamDown(err error) *httpError {
+	return &httpError{Status: http.StatusBadGateway, Code: "upstream_unavailable",
+		Title: "The application is not answering", Cause: err,
+		Message: "The gateway could not reach the application behind it. Please try again in a moment."}
+}

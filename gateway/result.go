@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/postern/postern/session"
+)
+
+const (
+	// resultTTL is how long a replay's answer waits to be shown.
+	resultTTL = 5 * time.Minute
+	// resultWait bounds how long the page at the original URL waits for an
+	// answer that another completion (a double click) is still fetching.
+	resultWait = 30 * time.Second
+)
+
+// hopHeaders are connection-specific and never copied between hops.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// deliver sends the upstream's answer to a replay to the person. A redirect
+// passes through (always as 303, so the login form itself is never re-sent).
+// Any other answer is kept and the browser goes (303) to the URL it
+// submitted to, where the answer is shown once: relative links resolve
+// there, and a refresh is a plain GET that submits nothing.
+func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Cookie, resp *http.Response, stored session.Stored, id string) {
+	ctx := context.WithoutCancel(r.Context())
+	if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) {
+		copyHeaders(w.Header(), resp.Header)
+		if u, err := url.Parse(loc); err == nil {
+			if base, err := url.Parse(stored.URL); err == nil {
+				w.Header().Set("Location", base.ResolveReference(u).String())
+			}
+		}
+		if err := g.saveCookie(w, r, ck); err != nil {
+			g.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusSeeOther)
+		return
+	}
+	res := session.Result{Status: resp.StatusCode, Header: make(http.Header), Owner: ck.BrowserID, URL: stored.URL, Size: -1}
+	copyHeaders(res.Header, resp.Header)
+	limit := g.opts.StashMaxBody
+	if resp.ContentLength > limit {
+		// Larger than the gateway keeps: show it here and now instead.
+		if err := g.saveCookie(w, r, ck); err != nil {
+			g.fail(w, r, err)
+			return
+		}
+		g.writeResult(w, res, resp.Body)
+		return
+	}
+	_, err := g.store.PutResult(ctx, id, res, io.LimitReader(resp.Body, limit), limit, resultTTL)
+	if err != nil {
+		// The answer could not be kept; the person sees what the gateway
+		// can say rather than nothing.
+		g.log.LogAttrs(ctx, slog.LevelError, "keeping the replay's answer failed", slog.String("error", err.Error()))
+		_ = g.saveCookie(w, r, ck)
+		g.fail(w, r, &httpError{Status: http.StatusBadGateway, Code: "result_lost", Title: "Your submission was sent",
+			BackURL: stored.URL, Cause: err,
+			Message: "Your submission reached the application once, but its answer could not be shown. It will not be sent again."})
+		return
+	}
+	var one [1]byte
+	if n, _ := io.ReadFull(resp.Body, one[:]); n > 0 {
+		// Larger than the gateway keeps: show it here and now instead,
+		// streaming what was kept and the rest.
+		g.streamOversized(w, r, ck, id, one[:n], resp.Body)
+		return
+	}
+	if ck.AddResult(session.ResultRef{URL: stored.URL, ID: id}) != nil {
+		// A URL too long for the cookie: show the answer here instead.
+		g.streamOversized(w, r, ck, id, nil, http.NoBody)
+		return
+	}
+	if err := g.saveCookie(w, r, ck); err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, stored.URL, http.StatusSeeOther)
+}
+
+// streamOversized sends a kept answer (plus what is left of it upstream)
+// straight to the browser, at the login URL.
+func (g *Gateway) streamOversized(w http.ResponseWriter, r *http.Request, ck *session.Cookie, id string, more []byte, rest io.Reader) {
+	ctx := context.WithoutCancel(r.Context())
+	res, kept, err := g.store.TakeResult(ctx, id)
+	if err != nil {
+		g.fail(w, r, storeError(err))
+		return
+	}
+	defer func() {
+		kept.Close()
+		_ = g.store.DeleteResult(ctx, id)
+	}()
+	if err := g.saveCookie(w, r, ck); err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	g.writeResult(w, res, io.MultiReader(kept, bytes.NewReader(more), rest))
+}
+
+// pendingResult takes from the cookie the kept answer waiting at this
+// request's URL, if any.
+func pendingResult(ck *session.Cookie, r *http.Request) (session.ResultRef, bool) {
+	if r.Method != http.MethodGet || len(ck.Results) == 0 {
+		return session.ResultRef{}, false
+	}
+	return ck.TakeResult(r.URL.RequestURI())
+}
+
+// deliverResult shows a kept answer once, at the URL it belongs to.
+func (g *Gateway) deliverResult(w http.ResponseWriter, r *http.Request, ck *session.Cookie, ref session.ResultRef) {
+	ctx := r.Context()
+	res, body, err := g.waitResult(ctx, ref.ID)
+	if err == nil {
+		defer func() {
+			body.Close()
+			_ = g.store.DeleteResult(context.WithoutCancel(ctx), ref.ID)
+		}()
+		if res.Owner != ck.BrowserID {
+			err = session.ErrNotFound
+		}
+	}
+	if serr := g.saveCookie(w, r, ck); serr != nil {
+		g.fail(w, r, serr)
+		return
+	}
+	switch {
+	case err == nil:
+		g.metrics.results.WithLabelValues("shown").Inc()
+		g.writeResult(w, res, body)
+	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrTaken), errors.Is(err, session.ErrCorrupt):
+		g.metrics.results.WithLabelValues("gone").Inc()
+		g.fail(w, r, &httpError{Status: http.StatusGone, Code: "result_gone", Title: "Your submission was sent",
+			BackURL: r.URL.RequestURI(),
+			Message: "Your submission reached the application once. Its answer is no longer available here; it will not be sent again."})
+	case ctx.Err() != nil:
+		// The browser went away.
+	default:
+		g.fail(w, r, storeError(err))
+	}
+}
+
+// waitResult takes a kept answer. If another completion (a double click) is
+// still fetching it, it waits for it, within resultWait.
+func (g *Gateway) waitResult(ctx context.Context, id string) (session.Result, io.ReadCloser, error) {
+	deadline := time.NewTimer(resultWait)
+	defer deadline.Stop()
+	delay := 50 * time.Millisecond
+	for {
+		res, body, err := g.store.TakeResult(ctx, id)
+		if !errors.Is(err, session.ErrNotFound) {
+			return res, body, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res, nil, ctx.Err()
+		case <-deadline.C:
+			t.Stop()
+			return res, nil, err
+		case <-t.C:
+		}
+		delay = min(delay*2, 500*time.Millisecond)
+	}
+}
+
+// writeResult writes a kept answer; it is never cached, so Back does not
+// show a stale copy and Refresh asks again with a plain GET.
+func (g *Gateway) writeResult(w http.ResponseWriter, res session.Result, body io.Reader) {
+	h := w.Header()
+	for k, v := range res.Header {
+		h[k] = append(h[k], v...)
+	}
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(res.Status)
+	if _, err := io.Copy(w, body); err != nil {
+		g.log.Debug("writing a kept answer stopped", slog.String("error", err.Error()))
+	}
+}
+
+func copyHeaders(dst, src http.Header) {
+	for k, v := range src {
+		dst[k] = append([]string(nil), v...)
+	}
+	for _, k := range hopHeaders {
+		dst.Del(k)
+	}
+	dst.Del("Content-Length")
+}
+
+func isRedirect(code int) bool {
+	switch code {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,360 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// Backend key namespaces. Every entry's sealing is bound to its full key, so
+// an entry moved between namespaces does not open either.
+const (
+	nsStash   = "stash:"
+	nsResult  = "res:"
+	nsSession = "sess:"
+	nsLogin   = "login:"
+)
+
+// Stored is a stashed request: what is replayed after login.
+type Stored struct {
+	Method string
+	Host   string      // Host the request was sent to (routes match on it)
+	URL    string      // path and query, as received (RequestURI form)
+	Header http.Header // the headers the upstream needs (Content-Type, ...)
+	Owner  string      // BrowserID of the browser that submitted it
+	// Created is when the submission arrived.
+	Created time.Time
+	// Size is the body length in bytes as declared by the request
+	// (its ContentLength), or -1 when it was not known in advance. PutStash
+	// fails if the body is not exactly Size bytes long.
+	Size int64
+}
+
+// Result is a kept upstream answer, shown once at URL after a 303.
+type Result struct {
+	Status int
+	Header http.Header
+	Owner  string // BrowserID
+	URL    string // where it is shown
+	// Size is the body length in bytes as declared by the upstream, or -1
+	// when unknown. PutResult fails if the body is not exactly Size bytes.
+	Size int64
+}
+
+// Record is a server-side session: who is logged in, and tokens.
+type Record struct {
+	User    string
+	Email   string
+	Groups  []string
+	Subject string
+	Method  string // "local" or "oidc"
+	LoginAt time.Time
+	Expires time.Time
+	// OIDC tokens, empty for local users.
+	AccessToken  string
+	RefreshToken string
+	IDToken      string
+	TokenExpiry  time.Time
+}
+
+// LoginState is what an OIDC login in progress remembers between the redirect
+// to the provider and the callback (one per tab).
+type LoginState struct {
+	BrowserID string
+	Nonce     string
+	Verifier  string // PKCE code verifier
+	StashID   string // pending submission, if any
+	ReturnURL string // where to go after login when there is no stash
+	Created   time.Time
+}
+
+// Store is the gateway's view of a Backend: typed, sealed, namespaced.
+//
+// Every method's errors can be tested with errors.Is against ErrNotFound,
+// ErrTaken, ErrTooLarge and ErrUnavailable (passed through from the
+// Backend) and ErrCorrupt (a value or body that does not open). An id that
+// cannot be a key (empty, too long, not printable ASCII) is ErrNotFound for
+// reads and a plain error for writes. A Store is safe for concurrent use.
+type Store struct {
+	b Backend
+	s *Sealer
+}
+
+// NewStore returns a Store over b, sealing with s.
+func NewStore(b Backend, s *Sealer) *Store {
+	return &Store{b: b, s: s}
+}
+
+// PutStash keeps a submission under id for ttl: req sealed, and the body
+// streamed from body and sealed as it is read. A body of more than limit
+// bytes gives ErrTooLarge and nothing is kept. It returns the number of body
+// bytes kept.
+func (st *Store) PutStash(ctx context.Context, id string, req Stored, body io.Reader, limit int64, ttl time.Duration) (int64, error) {
+	return putBlob(ctx, st, nsStash, id, req, req.Size, body, limit, ttl)
+}
+
+// TakeStash takes the submission under id: of concurrent callers (in every
+// process sharing the backend) exactly one succeeds; the others get ErrTaken
+// or ErrNotFound. The caller must Close the body, then DeleteStash (it was
+// replayed) or RestoreStash (none of it reached the upstream).
+func (st *Store) TakeStash(ctx context.Context, id string) (Stored, io.ReadCloser, error) {
+	return takeBlob[Stored](ctx, st, nsStash, id)
+}
+
+// RestoreStash makes a taken submission available to TakeStash again. Only
+// for a submission none of which reached the upstream.
+func (st *Store) RestoreStash(ctx context.Context, id string) error {
+	key, err := entryKey(nsStash, id)
+	if err != nil {
+		return fmt.Errorf("restore stash: %w: %w", ErrNotFound, err)
+	}
+	if err := st.b.RestoreBlob(ctx, key); err != nil {
+		return fmt.Errorf("restore stash: %w", err)
+	}
+	return nil
+}
+
+// DeleteStash removes a submission, taken or not. A missing one is not an
+// error.
+func (st *Store) DeleteStash(ctx context.Context, id string) error {
+	return deleteBlob(ctx, st, nsStash, id)
+}
+
+// PutResult keeps an upstream answer under id for ttl, like PutStash.
+func (st *Store) PutResult(ctx context.Context, id string, res Result, body io.Reader, limit int64, ttl time.Duration) (int64, error) {
+	return putBlob(ctx, st, nsResult, id, res, res.Size, body, limit, ttl)
+}
+
+// TakeResult takes the answer under id, like TakeStash. A result is shown
+// once: the caller closes the body and then calls DeleteResult.
+func (st *Store) TakeResult(ctx context.Context, id string) (Result, io.ReadCloser, error) {
+	return takeBlob[Result](ctx, st, nsResult, id)
+}
+
+// DeleteResult removes a kept answer. A missing one is not an error.
+func (st *Store) DeleteResult(ctx context.Context, id string) error {
+	return deleteBlob(ctx, st, nsResult, id)
+}
+
+// GetSession returns the server-side session sid, or ErrNotFound.
+func (st *Store) GetSession(ctx context.Context, sid string) (Record, error) {
+	var rec Record
+	key, err := entryKey(nsSession, sid)
+	if err != nil {
+		return rec, fmt.Errorf("get session: %w: %w", ErrNotFound, err)
+	}
+	sealed, err := st.b.Get(ctx, key)
+	if err != nil {
+		return rec, fmt.Errorf("get session: %w", err)
+	}
+	if err := st.open(key, sealed, &rec); err != nil {
+		return Record{}, fmt.Errorf("get session: %w", err)
+	}
+	return rec, nil
+}
+
+// SaveSession stores the server-side session sid for ttl, replacing any.
+func (st *Store) SaveSession(ctx context.Context, sid string, rec Record, ttl time.Duration) error {
+	if err := st.setRecord(ctx, nsSession, sid, rec, ttl); err != nil {
+		return fmt.Errorf("save session: %w", err)
+	}
+	return nil
+}
+
+// DeleteSession removes the server-side session sid (logout). A missing one
+// is not an error.
+func (st *Store) DeleteSession(ctx context.Context, sid string) error {
+	key, err := entryKey(nsSession, sid)
+	if err != nil {
+		return nil // no such key can exist
+	}
+	if err := st.b.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+// SaveLoginState remembers an OIDC login in progress under its state
+// parameter for ttl.
+func (st *Store) SaveLoginState(ctx context.Context, state string, ls LoginState, ttl time.Duration) error {
+	if err := st.setRecord(ctx, nsLogin, state, ls, ttl); err != nil {
+		return fmt.Errorf("save login state: %w", err)
+	}
+	return nil
+}
+
+// TakeLoginState returns and removes the login state under state, so a state
+// is used at most once: a second call, even concurrent, gets ErrNotFound.
+func (st *Store) TakeLoginState(ctx context.Context, state string) (LoginState, error) {
+	var ls LoginState
+	key, err := entryKey(nsLogin, state)
+	if err != nil {
+		return ls, fmt.Errorf("take login state: %w: %w", ErrNotFound, err)
+	}
+	sealed, err := st.b.GetDelete(ctx, key)
+	if err != nil {
+		return ls, fmt.Errorf("take login state: %w", err)
+	}
+	if err := st.open(key, sealed, &ls); err != nil {
+		return LoginState{}, fmt.Errorf("take login state: %w", err)
+	}
+	return ls, nil
+}
+
+// Ping reports whether the backend can serve requests (readiness).
+func (st *Store) Ping(ctx context.Context) error {
+	return st.b.Ping(ctx)
+}
+
+func (st *Store) setRecord(ctx context.Context, ns, id string, v any, ttl time.Duration) error {
+	key, err := entryKey(ns, id)
+	if err != nil {
+		return err
+	}
+	sealed, err := st.seal(key, v)
+	if err != nil {
+		return err
+	}
+	return st.b.Set(ctx, key, sealed, ttl)
+}
+
+func (st *Store) seal(key string, v any) ([]byte, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", namespaceOf(key), err)
+	}
+	return st.s.Seal(key, plain)
+}
+
+func (st *Store) open(key string, sealed []byte, v any) error {
+	plain, err := st.s.Open(key, sealed)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(plain, v); err != nil {
+		// It authenticated, so we wrote it: an incompatible older format.
+		return fmt.Errorf("decode %s: %w: %w", namespaceOf(key), ErrCorrupt, err)
+	}
+	return nil
+}
+
+// namespaceOf names an entry's kind for error messages without its id,
+// which is a bearer secret.
+func namespaceOf(key string) string {
+	for i := 0; i < len(key); i++ {
+		if key[i] == ':' {
+			return key[:i]
+		}
+	}
+	return "entry"
+}
+
+func putBlob(ctx context.Context, st *Store, ns, id string, meta any, size int64, body io.Reader, limit int64, ttl time.Duration) (int64, error) {
+	kind := ns[:len(ns)-1]
+	key, err := entryKey(ns, id)
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", kind, err)
+	}
+	if limit < 0 {
+		return 0, fmt.Errorf("put %s: negative limit", kind)
+	}
+	if size >= 0 && size > limit {
+		return 0, fmt.Errorf("put %s: declared %d bytes, limit %d: %w", kind, size, limit, ErrTooLarge)
+	}
+	sealedMeta, err := st.seal(key, meta)
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", kind, err)
+	}
+	counted := &limitCounter{r: body, limit: limit}
+	sealedBody, err := st.s.SealStream(key, counted)
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", kind, err)
+	}
+	// The backend's limit is on sealed bytes; the plaintext limit is enforced
+	// by limitCounter, this one is a second fence.
+	_, err = st.b.PutBlob(ctx, key, sealedMeta, sealedBody, SealedSize(limit), ttl)
+	if err != nil {
+		if counted.over {
+			err = ErrTooLarge
+		}
+		return 0, fmt.Errorf("put %s: %w", kind, err)
+	}
+	if size >= 0 && counted.n != size {
+		_ = st.b.DeleteBlob(ctx, key)
+		return 0, fmt.Errorf("put %s: body is %d bytes, declared %d", kind, counted.n, size)
+	}
+	return counted.n, nil
+}
+
+func takeBlob[M any](ctx context.Context, st *Store, ns, id string) (M, io.ReadCloser, error) {
+	var meta M
+	kind := ns[:len(ns)-1]
+	key, err := entryKey(ns, id)
+	if err != nil {
+		return meta, nil, fmt.Errorf("take %s: %w: %w", kind, ErrNotFound, err)
+	}
+	sealedMeta, body, err := st.b.TakeBlob(ctx, key)
+	if err != nil {
+		return meta, nil, fmt.Errorf("take %s: %w", kind, err)
+	}
+	if err := st.open(key, sealedMeta, &meta); err != nil {
+		_ = body.Close()
+		// It will never open: remove it rather than leave it taken until it
+		// expires. The caller sees ErrCorrupt either way.
+		if derr := st.b.DeleteBlob(ctx, key); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		var zero M
+		return zero, nil, fmt.Errorf("take %s: %w", kind, err)
+	}
+	return meta, &openedBody{Reader: st.s.OpenStream(key, body), c: body}, nil
+}
+
+func deleteBlob(ctx context.Context, st *Store, ns, id string) error {
+	key, err := entryKey(ns, id)
+	if err != nil {
+		return nil // no such key can exist
+	}
+	if err := st.b.DeleteBlob(ctx, key); err != nil {
+		return fmt.Errorf("delete %s: %w", ns[:len(ns)-1], err)
+	}
+	return nil
+}
+
+// openedBody is a decrypting reader that closes the backend's reader.
+type openedBody struct {
+	io.Reader
+	c io.Closer
+}
+
+func (o *openedBody) Close() error { return o.c.Close() }
+
+// limitCounter counts the bytes read through it and fails with ErrTooLarge
+// once more than limit bytes arrived.
+type limitCounter struct {
+	r     io.Reader
+	limit int64
+	n     int64
+	over  bool
+}
+
+func (l *limitCounter) Read(p []byte) (int, error) {
+	if l.over {
+		return 0, ErrTooLarge
+	}
+	// Read at most one byte past the limit: enough to know it is exceeded.
+	if room := l.limit - l.n + 1; int64(len(p)) > room {
+		p = p[:room]
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.n > l.limit {
+		l.over = true
+		return n, ErrTooLarge
+	}
+	return n, err
+}
