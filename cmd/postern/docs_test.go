@@ -84,7 +84,7 @@ func TestExampleConfigs(t *testing.T) {
 	for _, w := range []string{
 		"listen: \"8080\" is not host:port", "bad.yaml:6: routes: unknown key \"path_prefx\"", "bad.yaml:7: stash_max_body",
 		"bad.yaml:8: stash_ttl", "bad.yaml:9: cross_site_stash", "store:", "cookie_secret: decodes to 9 bytes",
-		"allow_email:", "login: no login method",
+		"allow: --allow-email entry 1", "login: no login method",
 	} {
 		if !strings.Contains(errOut, w) {
 			t.Errorf("bad.yaml: stderr lacks %q:\n%s", w, errOut)

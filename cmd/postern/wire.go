@@ -23,9 +23,6 @@ const (
 	loginInterval = time.Minute
 )
 
-// cookieName is the gateway's session cookie.
-const cookieName = "postern"
-
 // wire turns a valid Config into the gateway: the one place where settings
 // become gateway.Options and the parts it is made of.
 func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog.Logger) (built, error) {
@@ -51,11 +48,8 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		return built{}, fmt.Errorf("cookie_secret: %w", err)
 	}
 	cookies, err := session.NewCookies(session.CookieOptions{
-		Name:    cookieName,
 		Secrets: secrets,
 		Secure:  public.Scheme == "https",
-		MaxAge:  cfg.SessionTTL,
-		Path:    "/",
 	})
 	if err != nil {
 		return built{}, fmt.Errorf("cookies: %w", err)
@@ -76,7 +70,7 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		parts.Passwords = users
 	}
 
-	backend, err := openBackend(ctx, cfg.Store)
+	backend, err := openBackend(ctx, cfg.Store, logger)
 	if err != nil {
 		return built{}, err
 	}
@@ -98,14 +92,14 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 }
 
 // openBackend opens the store named by the store setting.
-func openBackend(ctx context.Context, store string) (session.Backend, error) {
+func openBackend(ctx context.Context, store string, logger *slog.Logger) (session.Backend, error) {
 	kind, target, err := config.ParseStore(store)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	switch kind {
 	case config.StoreFile:
-		b, err := filestore.Open(target)
+		b, err := filestore.Open(target, filestore.WithLogger(logger))
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", store, err)
 		}

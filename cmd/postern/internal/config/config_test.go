@@ -277,7 +277,7 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 		"routes[0]", "upstream: required", "path_prefix", "host:",
 		"cookie_secret: decodes to 16 bytes", "head -c 32 /dev/urandom | base64", "cookie_secret_previous[0]: not valid base64",
 		"oidc_issuer:", "oidc_scopes: must include openid", "oidc_groups_claim",
-		"jwt_issuer:", "allow_email:", "allow_domain:", "store:",
+		"jwt_issuer:", "allow: --allow-email entry 1", "--allow-domain entry 1", "store:",
 		"stash_max_body:", "stash_ttl:", "session_ttl:",
 	} {
 		if !strings.Contains(err.Error(), w) {

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/postern/postern/auth"
 )
 
 // MinSecretBytes is the least key material a cookie secret must decode to.
@@ -115,22 +117,16 @@ func (r Route) validate(where string) []error {
 	if strings.ContainsAny(r.Host, ":/") {
 		errs = append(errs, fmt.Errorf("%s: host: %q must be a host name only (no scheme, port or path)", where, r.Host))
 	}
-	return append(errs, r.Allow.validate(where+": allow")...)
+	return append(errs, r.Allow.validate(where)...)
 }
 
-func (a Allow) validate(prefix string) []error {
-	var errs []error
-	for _, e := range a.Emails {
-		if at := strings.LastIndexByte(e, '@'); at <= 0 || at == len(e)-1 {
-			errs = append(errs, fmt.Errorf("%s_email: %q is not an email address", prefix, e))
-		}
+// validate checks the policy with the same rules the gateway applies.
+func (a Allow) validate(where string) []error {
+	err := auth.Policy{Emails: a.Emails, Domains: a.Domains, Groups: a.Groups}.Validate()
+	if err == nil {
+		return nil
 	}
-	for _, d := range a.Domains {
-		if strings.ContainsAny(d, "@/: ") || !strings.Contains(d, ".") {
-			errs = append(errs, fmt.Errorf("%s_domain: %q is not a domain (write example.com, without @)", prefix, d))
-		}
-	}
-	return errs
+	return []error{fmt.Errorf("%s: %w", where, err)}
 }
 
 func (o OIDC) validate() []error {
