@@ -257,7 +257,7 @@ const (
 func ParseStore(s string) (kind, target string, err error) {
 	if path, ok := strings.CutPrefix(s, "file:"); ok {
 		if path == "" {
-			return "", "", errors.New(`"file:" needs a path, e.g. file:/var/lib/postern`)
+			return "", "", errors.New(`"file:" needs a path, e.g. file:/var/lib/postern/postern.db`)
 		}
 		return StoreFile, path, nil
 	}
