@@ -1,0 +1,118 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is every setting of postern, as an operator writes it. Load fills it
+// from flags, environment and file; Validate says what is wrong with it.
+type Config struct {
+	// File is the YAML file the settings were read from; empty when none.
+	File string
+	// Server is where postern listens and how it is reached.
+	Server Server
+	// Upstream is the single upstream URL (the one-route case). Exclusive
+	// with Routes.
+	Upstream string
+	// Routes send requests to several upstreams by host and path prefix,
+	// each with its own policy; only from the YAML file.
+	Routes []Route
+	// Cookie holds the key material for cookies and stash encryption.
+	Cookie Cookie
+	// HtpasswdFile lists local users in "htpasswd -B" (bcrypt) format.
+	HtpasswdFile string
+	// OIDC is the login through an OpenID Connect provider.
+	OIDC OIDC
+	// JWT accepts bearer JWTs from API clients.
+	JWT JWT
+	// Allow says who may pass when a route has no policy of its own.
+	Allow Allow
+	// Store is where sessions and stashes live: "file:PATH" or a redis URL.
+	Store string
+	// Stash bounds the submissions kept across a login.
+	Stash Stash
+	// SessionTTL is how long a login lasts.
+	SessionTTL time.Duration
+	// Log says how postern logs.
+	Log Log
+}
+
+// Server is where postern listens and how it is reached.
+type Server struct {
+	// Listen is the address the gateway serves on (host:port).
+	Listen string
+	// AdminListen serves Prometheus metrics; empty disables it.
+	AdminListen string
+	// PublicURL is the gateway's external base URL; empty derives it from
+	// Listen.
+	PublicURL string
+}
+
+// Route sends requests for a host and path prefix to one upstream.
+type Route struct {
+	Host       string
+	PathPrefix string
+	Upstream   string
+	// Allow is the route's own policy; when empty the global one applies.
+	Allow Allow
+	// Line is where the route starts in the config file, for messages.
+	Line int
+}
+
+// Cookie holds base64 key material, at least 32 bytes decoded. Secret (or
+// the file SecretFile) seals; Previous secrets still open what older secrets
+// sealed, so a secret can be rotated without logging everyone out.
+type Cookie struct {
+	Secret     string
+	SecretFile string
+	Previous   []string
+}
+
+// OIDC is the login through an OpenID Connect provider.
+type OIDC struct {
+	Issuer           string
+	ClientID         string
+	ClientSecret     string
+	ClientSecretFile string
+	Scopes           []string
+	// GroupsClaim names the ID token claim that lists the person's groups.
+	GroupsClaim string
+	// PassAccessToken sends the access token upstream.
+	PassAccessToken bool
+}
+
+// JWT accepts bearer JWTs from API clients.
+type JWT struct {
+	Issuer   string
+	Audience string
+	// JWKSURL overrides the key set found through the issuer's discovery.
+	JWKSURL string
+}
+
+// Allow lists who may pass. Empty lets anyone who logs in pass.
+type Allow struct {
+	Emails  []string
+	Domains []string
+	Groups  []string
+}
+
+// IsZero reports whether the policy lets anyone who logs in pass.
+func (a Allow) IsZero() bool {
+	return len(a.Emails) == 0 && len(a.Domains) == 0 && len(a.Groups) == 0
+}
+
+// Stash bounds the submissions kept across a login.
+type Stash struct {
+	// MaxBody is the largest body kept, in bytes.
+	MaxBody int64
+	// TTL is how long a stash waits for its login.
+	TTL time.Duration
+	// CrossSite is "reject" or "allow".
+	CrossSite string
+}
+
+// Log says how postern logs.
+type Log struct {
+	Level  string // debug, info, warn or error
+	Format string // text or json
+}

@@ -1,0 +1,298 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/postern/postern/auth"
+)
+
+// MinSecretBytes is the least key material a cookie secret must decode to.
+const MinSecretBytes = 32
+
+const secretHint = "generate one with: head -c 32 /dev/urandom | base64"
+
+// Validate reports every problem with the settings at once, each naming the
+// setting and what to do. It reads the secret and htpasswd files to check
+// them, but keeps nothing.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		add("listen: %q is not host:port (e.g. 127.0.0.1:8080, or :8080 for every interface)", c.Server.Listen)
+	}
+	if c.Server.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.Server.AdminListen); err != nil {
+			add("admin_listen: %q is not host:port (e.g. 127.0.0.1:9090; empty disables metrics)", c.Server.AdminListen)
+		}
+	}
+	if c.Server.PublicURL != "" {
+		if _, err := ParsePublicURL(c.Server.PublicURL); err != nil {
+			add("public_url: %w", err)
+		}
+	}
+
+	switch {
+	case c.Upstream != "" && len(c.Routes) > 0:
+		add("upstream: cannot be combined with routes: in the config file (use one or the other)")
+	case c.Upstream == "" && len(c.Routes) == 0:
+		add("upstream: required (set --upstream http://HOST:PORT, or list routes: in the config file)")
+	case c.Upstream != "":
+		if err := checkHTTPURL(c.Upstream); err != nil {
+			add("upstream: %w", err)
+		}
+	}
+	for i, r := range c.Routes {
+		errs = append(errs, r.validate(fmt.Sprintf("routes[%d] (%s line %d)", i, c.File, r.Line))...)
+	}
+
+	if c.Cookie.Secret != "" && c.Cookie.SecretFile != "" {
+		add("cookie_secret: set either cookie_secret or cookie_secret_file, not both")
+	} else if _, err := c.CookieSecrets(); err != nil {
+		errs = append(errs, err)
+	}
+
+	hasOIDC := c.OIDC.Issuer != "" || c.OIDC.ClientID != ""
+	if c.HtpasswdFile == "" && !hasOIDC {
+		add("login: no login method (set --htpasswd-file, or --oidc-issuer and --oidc-client-id)")
+	}
+	if c.HtpasswdFile != "" {
+		if _, err := os.Stat(c.HtpasswdFile); err != nil {
+			add("htpasswd_file: %w (create one with: postern hash-password --user NAME > users.htpasswd)", err)
+		}
+	}
+	if hasOIDC {
+		errs = append(errs, c.OIDC.validate()...)
+	} else if c.OIDC.ClientSecret != "" || c.OIDC.ClientSecretFile != "" {
+		add("oidc_client_secret: set only with oidc_issuer and oidc_client_id")
+	}
+
+	if c.JWT.Issuer != "" || c.JWT.Audience != "" || c.JWT.JWKSURL != "" {
+		if err := checkHTTPURL(c.JWT.Issuer); err != nil {
+			add("jwt_issuer: %w (bearer JWTs need an issuer)", err)
+		}
+		if c.JWT.Audience == "" {
+			add("jwt_audience: required with jwt_issuer (the aud your API clients' tokens carry)")
+		}
+		if c.JWT.JWKSURL != "" {
+			if err := checkHTTPURL(c.JWT.JWKSURL); err != nil {
+				add("jwt_jwks_url: %w", err)
+			}
+		}
+	}
+
+	errs = append(errs, c.Allow.validate("allow")...)
+
+	if _, _, err := ParseStore(c.Store); err != nil {
+		add("store: %w", err)
+	}
+	if c.Stash.MaxBody <= 0 {
+		add("stash_max_body: must be more than 0 bytes (e.g. 10MiB)")
+	}
+	if c.Stash.TTL <= 0 {
+		add("stash_ttl: must be positive (e.g. 10m)")
+	}
+	if c.SessionTTL <= 0 {
+		add("session_ttl: must be positive (e.g. 12h)")
+	}
+	return errors.Join(errs...)
+}
+
+func (r Route) validate(where string) []error {
+	var errs []error
+	if r.Upstream == "" {
+		errs = append(errs, fmt.Errorf("%s: upstream: required", where))
+	} else if err := checkHTTPURL(r.Upstream); err != nil {
+		errs = append(errs, fmt.Errorf("%s: upstream: %w", where, err))
+	}
+	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+		errs = append(errs, fmt.Errorf("%s: path_prefix: %q must start with /", where, r.PathPrefix))
+	}
+	if strings.ContainsAny(r.Host, ":/") {
+		errs = append(errs, fmt.Errorf("%s: host: %q must be a host name only (no scheme, port or path)", where, r.Host))
+	}
+	return append(errs, r.Allow.validate(where)...)
+}
+
+// validate checks the policy with the same rules the gateway applies.
+func (a Allow) validate(where string) []error {
+	err := auth.Policy{Emails: a.Emails, Domains: a.Domains, Groups: a.Groups}.Validate()
+	if err == nil {
+		return nil
+	}
+	return []error{fmt.Errorf("%s: %w", where, err)}
+}
+
+func (o OIDC) validate() []error {
+	var errs []error
+	if err := checkHTTPURL(o.Issuer); err != nil {
+		errs = append(errs, fmt.Errorf("oidc_issuer: %w (required with oidc_client_id)", err))
+	} else if u, _ := url.Parse(o.Issuer); u.Scheme != "https" && !isLoopback(u.Hostname()) {
+		errs = append(errs, fmt.Errorf("oidc_issuer: %q must be https (http only on loopback, for tests)", o.Issuer))
+	}
+	if o.ClientID == "" {
+		errs = append(errs, errors.New("oidc_client_id: required with oidc_issuer (from your provider's client registration)"))
+	}
+	if o.ClientSecret != "" && o.ClientSecretFile != "" {
+		errs = append(errs, errors.New("oidc_client_secret: set either oidc_client_secret or oidc_client_secret_file, not both"))
+	} else if _, err := o.Secret(); err != nil {
+		errs = append(errs, err)
+	}
+	hasOpenID := false
+	for _, s := range o.Scopes {
+		hasOpenID = hasOpenID || s == "openid"
+	}
+	if !hasOpenID {
+		errs = append(errs, errors.New("oidc_scopes: must include openid"))
+	}
+	if o.GroupsClaim == "" {
+		errs = append(errs, errors.New("oidc_groups_claim: must not be empty (the default is groups)"))
+	}
+	return errs
+}
+
+// Secret returns the OIDC client secret, read from its file if one is given.
+// Surrounding white space in the file is ignored.
+func (o OIDC) Secret() (string, error) {
+	if o.ClientSecretFile == "" {
+		return o.ClientSecret, nil
+	}
+	b, err := os.ReadFile(o.ClientSecretFile)
+	if err != nil {
+		return "", fmt.Errorf("oidc_client_secret_file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// CookieSecrets returns the decoded cookie secrets, newest first: the current
+// one (from cookie_secret or cookie_secret_file), then the previous ones.
+func (c *Config) CookieSecrets() ([][]byte, error) {
+	var errs []error
+	cur, name := c.Cookie.Secret, "cookie_secret"
+	if c.Cookie.SecretFile != "" {
+		name = "cookie_secret_file"
+		b, err := os.ReadFile(c.Cookie.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("cookie_secret_file: %w (%s)", err, secretHint)
+		}
+		cur = strings.TrimSpace(string(b))
+	}
+	if cur == "" {
+		return nil, fmt.Errorf("cookie_secret: required (%s)", secretHint)
+	}
+	var out [][]byte
+	if b, err := decodeSecret(cur); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	} else {
+		out = append(out, b)
+	}
+	for i, p := range c.Cookie.Previous {
+		if b, err := decodeSecret(p); err != nil {
+			errs = append(errs, fmt.Errorf("cookie_secret_previous[%d]: %w", i, err))
+		} else {
+			out = append(out, b)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func decodeSecret(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			if len(b) < MinSecretBytes {
+				return nil, fmt.Errorf("decodes to %d bytes, want at least %d (%s)", len(b), MinSecretBytes, secretHint)
+			}
+			return b, nil
+		}
+	}
+	// Never echo the secret itself.
+	return nil, fmt.Errorf("not valid base64 (%s)", secretHint)
+}
+
+// ParsePublicURL checks that s is an absolute http(s) URL with a host and
+// nothing after it (a trailing / is allowed).
+func ParsePublicURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q must be an absolute http(s) URL such as https://apps.example.com", s)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("%q must have no path, query, fragment or user (postern serves at the root of its host)", s)
+	}
+	u.Path = ""
+	return u, nil
+}
+
+// DerivePublicURL is the public URL used when none is set: http:// and the
+// address postern listens on, with an unspecified host read as localhost.
+func DerivePublicURL(addr string) *url.URL {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return &url.URL{Scheme: "http", Host: addr}
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}
+}
+
+// Store kinds ParseStore returns.
+const (
+	StoreFile  = "file"
+	StoreRedis = "redis"
+)
+
+// ParseStore splits a store setting into its kind (StoreFile or StoreRedis)
+// and target: the path for a file store, the whole URL for Redis.
+func ParseStore(s string) (kind, target string, err error) {
+	if path, ok := strings.CutPrefix(s, "file:"); ok {
+		if path == "" {
+			return "", "", errors.New(`"file:" needs a path, e.g. file:/var/lib/postern/postern.db`)
+		}
+		return StoreFile, path, nil
+	}
+	for _, scheme := range []string{"redis://", "rediss://", "redis-sentinel://", "redis-cluster://"} {
+		if strings.HasPrefix(s, scheme) {
+			u, err := url.Parse(s)
+			if err != nil || u.Host == "" {
+				return "", "", fmt.Errorf("%q is not a valid URL (want e.g. redis://127.0.0.1:6379/0)", redact(s))
+			}
+			return StoreRedis, s, nil
+		}
+	}
+	return "", "", fmt.Errorf("%q: want file:PATH or a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL", redact(s))
+}
+
+// redact hides a password in a URL so messages never carry it.
+func redact(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return s
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q must be an absolute http(s) URL", redact(s))
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

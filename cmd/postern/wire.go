@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/cmd/postern/internal/config"
+	"github.com/postern/postern/gateway"
+	"github.com/postern/postern/session"
+	"github.com/postern/postern/session/filestore"
+	"github.com/postern/postern/session/redisstore"
+)
+
+// Failed local logins: a burst per user and per client address, then one
+// more try per interval.
+const (
+	loginBurst    = 10
+	loginInterval = time.Minute
+)
+
+// wire turns a valid Config into the gateway: the one place where settings
+// become gateway.Options and the parts it is made of.
+func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog.Logger) (built, error) {
+	secrets, err := cfg.CookieSecrets()
+	if err != nil {
+		return built{}, err
+	}
+	routes, err := gatewayRoutes(cfg)
+	if err != nil {
+		return built{}, err
+	}
+	// TODO(lead): gateway.Parts has no OIDC login nor bearer-JWT verifier
+	// yet; until it does, refuse these settings rather than ignore them.
+	if cfg.OIDC.Issuer != "" {
+		return built{}, errors.New("oidc_issuer: OIDC login is not wired into this build yet")
+	}
+	if cfg.JWT.Issuer != "" {
+		return built{}, errors.New("jwt_issuer: bearer JWTs are not wired into this build yet")
+	}
+
+	sealer, err := session.NewSealer(secrets)
+	if err != nil {
+		return built{}, fmt.Errorf("cookie_secret: %w", err)
+	}
+	cookies, err := session.NewCookies(session.CookieOptions{
+		Secrets: secrets,
+		Secure:  public.Scheme == "https",
+	})
+	if err != nil {
+		return built{}, fmt.Errorf("cookies: %w", err)
+	}
+
+	parts := gateway.Parts{
+		Cookies:   cookies,
+		Limiter:   auth.NewLoginLimiter(loginBurst, loginInterval, time.Now),
+		Logger:    logger,
+		Transport: gateway.NewTransport(),
+		Now:       time.Now,
+	}
+	if cfg.HtpasswdFile != "" {
+		users, err := auth.LoadHtpasswd(cfg.HtpasswdFile)
+		if err != nil {
+			return built{}, fmt.Errorf("htpasswd_file: %w", err)
+		}
+		parts.Passwords = users
+	}
+
+	backend, err := openBackend(ctx, cfg.Store, logger)
+	if err != nil {
+		return built{}, err
+	}
+	parts.Store = session.NewStore(backend, sealer)
+
+	gw, err := gateway.New(gateway.Options{
+		PublicURL:           public,
+		Routes:              routes,
+		StashMaxBody:        cfg.Stash.MaxBody,
+		StashTTL:            cfg.Stash.TTL,
+		SessionTTL:          cfg.SessionTTL,
+		AllowCrossSiteStash: cfg.Stash.CrossSite == "allow",
+		PassAccessToken:     cfg.OIDC.PassAccessToken,
+	}, parts)
+	if err != nil {
+		return built{}, errors.Join(fmt.Errorf("gateway: %w", err), backend.Close())
+	}
+	return built{handler: gw, admin: gw.AdminHandler(), close: backend.Close}, nil
+}
+
+// openBackend opens the store named by the store setting.
+func openBackend(ctx context.Context, store string, logger *slog.Logger) (session.Backend, error) {
+	kind, target, err := config.ParseStore(store)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	switch kind {
+	case config.StoreFile:
+		b, err := filestore.Open(target, filestore.WithLogger(logger))
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", store, err)
+		}
+		return b, nil
+	default:
+		b, err := redisstore.Open(ctx, target)
+		if err != nil {
+			// The URL may hold a password: name only the kind.
+			return nil, fmt.Errorf("store (redis): %w", err)
+		}
+		return b, nil
+	}
+}
+
+// gatewayRoutes turns --upstream or the routes: list into gateway routes. A
+// route without a policy of its own uses the global allow_* settings.
+func gatewayRoutes(cfg *config.Config) ([]gateway.Route, error) {
+	if cfg.Upstream != "" {
+		u, err := url.Parse(cfg.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("upstream: %w", err)
+		}
+		return []gateway.Route{{Upstream: u, Policy: policy(cfg.Allow)}}, nil
+	}
+	out := make([]gateway.Route, 0, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		u, err := url.Parse(r.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d]: upstream: %w", i, err)
+		}
+		allow := r.Allow
+		if allow.IsZero() {
+			allow = cfg.Allow
+		}
+		out = append(out, gateway.Route{Host: r.Host, PathPrefix: r.PathPrefix, Upstream: u, Policy: policy(allow)})
+	}
+	return out, nil
+}
+
+func policy(a config.Allow) auth.Policy {
+	return auth.Policy{Emails: a.Emails, Domains: a.Domains, Groups: a.Groups}
+}
