@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -227,19 +228,25 @@ func rawClient(t testing.TB, tt testTarget) *redis.Client {
 // keysWithPrefix lists, with SCAN, every key of this test's prefix.
 func keysWithPrefix(t testing.TB, c redis.UniversalClient, prefix string) []string {
 	t.Helper()
-	ctx := context.Background()
+	keys, err := scanKeys(context.Background(), c, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func scanKeys(ctx context.Context, c redis.UniversalClient, prefix string) ([]string, error) {
 	var keys []string
 	var cursor uint64
 	for i := 0; i < 10000; i++ {
 		batch, next, err := c.Scan(ctx, cursor, prefix+":*", 1000).Result()
 		if err != nil {
-			t.Fatalf("scan: %v", err)
+			return nil, fmt.Errorf("scan: %w", err)
 		}
 		keys = append(keys, batch...)
 		if cursor = next; cursor == 0 {
-			return keys
+			return keys, nil
 		}
 	}
-	t.Fatal("scan did not finish")
-	return nil
+	return nil, errors.New("scan did not finish")
 }
