@@ -38,7 +38,7 @@ func TestOutageAndRecovery(t *testing.T) {
 			_, err := b.Get(ctx, "rec")
 			return err
 		},
-		"Set": func(ctx context.Context) error { return b.Set(ctx, "rec2", []byte("v"), time.Hour) },
+		"Set":    func(ctx context.Context) error { return b.Set(ctx, "rec2", []byte("v"), time.Hour) },
 		"Delete": func(ctx context.Context) error { return b.Delete(ctx, "rec2") },
 		"GetDelete": func(ctx context.Context) error {
 			_, err := b.GetDelete(ctx, "rec")

@@ -79,7 +79,7 @@ func parseURL(raw string) (clientConfig, error) {
 	// Parse user, path and query with the standard parser, on one host.
 	u, err := url.Parse("redis://" + userinfo + "placeholder" + tail)
 	if err != nil {
-		return clientConfig{}, fmt.Errorf("url after the hosts: %w", redactErr(err))
+		return clientConfig{}, fmt.Errorf("url credentials, path or query: %w", redactErr(err))
 	}
 	if u.Fragment != "" {
 		return clientConfig{}, errors.New("url must not have a #fragment")
