@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,7 @@ type redisServer struct {
 	bin    string
 	port   int
 	dir    string
+	head   []string // arguments before the standard ones (a config file)
 	extra  []string
 	proc   *os.Process
 	exited chan error // receives the process's exit, once
@@ -53,6 +55,26 @@ func redisServerPath(t testing.TB) string {
 func startRedis(t testing.TB, extra ...string) *redisServer {
 	t.Helper()
 	s := &redisServer{bin: redisServerPath(t), dir: t.TempDir(), extra: extra}
+	return s.start(t)
+}
+
+// startSentinel starts a Redis Sentinel that monitors the master at
+// masterAddr under the name master, with a quorum of one.
+func startSentinel(t testing.TB, master, masterAddr string) *redisServer {
+	t.Helper()
+	s := &redisServer{bin: redisServerPath(t), dir: t.TempDir()}
+	host, port, _ := net.SplitHostPort(masterAddr)
+	conf := s.dir + "/sentinel.conf"
+	if err := os.WriteFile(conf, []byte("sentinel monitor "+master+" "+host+" "+port+" 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.head = []string{conf, "--sentinel"}
+	return s.start(t)
+}
+
+// start launches s on a free port and registers its stop.
+func (s *redisServer) start(t testing.TB) *redisServer {
+	t.Helper()
 	t.Cleanup(s.stop)
 	var err error
 	// A free port can be taken between our probe and redis binding it.
@@ -85,11 +107,11 @@ func (s *redisServer) launch() error {
 		return err
 	}
 	defer logf.Close() // the child has its own descriptor
-	args := append([]string{
+	args := append(slices.Clone(s.head),
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--daemonize", "no",
-	}, s.extra...)
+		"--daemonize", "no")
+	args = append(args, s.extra...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
