@@ -211,7 +211,20 @@ func redisForTest(t testing.TB) testTarget {
 	_, _ = rand.Read(b[:])
 	prefix := "postern-test-" + hex.EncodeToString(b[:])
 	if u := os.Getenv("POSTERN_TEST_REDIS_URL"); u != "" {
-		return testTarget{url: u, prefix: prefix}
+		tt := testTarget{url: u, prefix: prefix}
+		// A shared server outlives the test: remove what it left.
+		raw := rawClient(t, tt)
+		t.Cleanup(func() {
+			ctx := context.Background()
+			keys, err := scanKeys(ctx, raw, prefix)
+			if err == nil && len(keys) > 0 {
+				err = raw.Del(ctx, keys...).Err()
+			}
+			if err != nil {
+				t.Errorf("clean up test keys: %v", err)
+			}
+		})
+		return tt
 	}
 	return testTarget{url: startRedis(t).url(), prefix: prefix}
 }

@@ -3,7 +3,9 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,5 +151,26 @@ func TestExpiry(t *testing.T) {
 	}
 	if _, _, err := b.TakeBlob(ctx, "blob"); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("TakeBlob after expiry: %v, want ErrNotFound", err)
+	}
+}
+
+func TestOpenOptions(t *testing.T) {
+	ctx := context.Background()
+	tt := redisForTest(t)
+	bad := map[string][]redisstore.Option{
+		"empty prefix":       {redisstore.WithKeyPrefix("")},
+		"prefix with braces": {redisstore.WithKeyPrefix("a{b}")},
+		"prefix with space":  {redisstore.WithKeyPrefix("a b")},
+		"zero chunk size":    {redisstore.WithChunkSize(0)},
+		"tls without rediss": {redisstore.WithTLSConfig(&tls.Config{})},
+	}
+	for name, opts := range bad {
+		if st, err := redisstore.Open(ctx, tt.url, opts...); err == nil {
+			st.Close()
+			t.Errorf("%s: Open succeeded", name)
+		}
+	}
+	if _, err := redisstore.Open(ctx, "redis://127.0.0.1:6379/0?bogus=1"); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("Open with an unknown option: %v, want an error naming it", err)
 	}
 }
