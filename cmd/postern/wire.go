@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/auth/assertion"
+	"github.com/postern/postern/auth/bearer"
+	"github.com/postern/postern/auth/oidc"
 	"github.com/postern/postern/cmd/postern/internal/config"
 	"github.com/postern/postern/gateway"
 	"github.com/postern/postern/session"
@@ -33,14 +36,6 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 	routes, err := gatewayRoutes(cfg)
 	if err != nil {
 		return built{}, err
-	}
-	// TODO(lead): gateway.Parts has no OIDC login nor bearer-JWT verifier
-	// yet; until it does, refuse these settings rather than ignore them.
-	if cfg.OIDC.Issuer != "" {
-		return built{}, errors.New("oidc_issuer: OIDC login is not wired into this build yet")
-	}
-	if cfg.JWT.Issuer != "" {
-		return built{}, errors.New("jwt_issuer: bearer JWTs are not wired into this build yet")
 	}
 
 	sealer, err := session.NewSealer(secrets)
@@ -70,6 +65,45 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		parts.Passwords = users
 	}
 
+	var closers []func()
+	var ready []func(context.Context) error
+	if cfg.OIDC.Issuer != "" {
+		secret, err := cfg.OIDC.Secret()
+		if err != nil {
+			return built{}, err
+		}
+		prov := oidc.New(oidc.Config{
+			Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, ClientSecret: secret,
+			RedirectURL: public.JoinPath("/.postern/callback").String(),
+			Scopes:      cfg.OIDC.Scopes, GroupsClaim: cfg.OIDC.GroupsClaim,
+		}, oidc.WithLogger(logger))
+		parts.OIDC = prov
+		closers = append(closers, prov.Close)
+		ready = append(ready, prov.Ready)
+	}
+	if cfg.JWT.Issuer != "" {
+		v := bearer.New(bearer.Config{Issuer: cfg.JWT.Issuer, Audience: cfg.JWT.Audience,
+			JWKSURL: cfg.JWT.JWKSURL, GroupsClaim: cfg.OIDC.GroupsClaim})
+		parts.Bearer = v
+		closers = append(closers, v.Close)
+		ready = append(ready, v.Ready)
+	}
+	if cfg.SignAssertion {
+		s, err := assertion.NewSigner(public.String(), time.Now)
+		if err != nil {
+			return built{}, fmt.Errorf("sign_assertion: %w", err)
+		}
+		parts.Assertion = s
+	}
+	parts.Ready = func(ctx context.Context) error {
+		for _, f := range ready {
+			if err := f(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
 	backend, err := openBackend(ctx, cfg.Store, logger)
 	if err != nil {
 		return built{}, err
@@ -88,7 +122,13 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 	if err != nil {
 		return built{}, errors.Join(fmt.Errorf("gateway: %w", err), backend.Close())
 	}
-	return built{handler: gw, admin: gw.AdminHandler(), close: backend.Close}, nil
+	closeAll := func() error {
+		for _, c := range closers {
+			c()
+		}
+		return backend.Close()
+	}
+	return built{handler: gw, admin: gw.AdminHandler(), close: closeAll}, nil
 }
 
 // openBackend opens the store named by the store setting.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/postern/postern/session/sessiontest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -174,3 +175,6 @@ func TestOpenOptions(t *testing.T) {
 		t.Errorf("Open with an unknown option: %v, want an error naming it", err)
 	}
 }
+
+// TestConformance runs the backend suite every session.Backend passes.
+func TestConformance(t *testing.T) { sessiontest.Run(t, newBackend) }

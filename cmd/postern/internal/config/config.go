@@ -25,6 +25,8 @@ type Config struct {
 	OIDC OIDC
 	// JWT accepts bearer JWTs from API clients.
 	JWT JWT
+	// SignAssertion sends upstreams X-Postern-Assertion.
+	SignAssertion bool
 	// Allow says who may pass when a route has no policy of its own.
 	Allow Allow
 	// Store is where sessions and stashes live: "file:PATH" or a redis URL.

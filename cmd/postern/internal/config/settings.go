@@ -106,6 +106,15 @@ func settings() []setting {
 				c.OIDC.PassAccessToken = b
 				return nil
 			}},
+		{name: "sign-assertion", def: "false", boolean: true, usage: "send upstreams a signed identity assertion (X-Postern-Assertion, keys at /.postern/jwks.json)",
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("%q is not true or false", v)
+				}
+				c.SignAssertion = b
+				return nil
+			}},
 		{name: "jwt-issuer", usage: "issuer (iss) of bearer JWTs accepted from API clients",
 			set: str(func(c *Config) *string { return &c.JWT.Issuer })},
 		{name: "jwt-audience", usage: "audience (aud) bearer JWTs must carry",
