@@ -113,13 +113,14 @@ postern demo is running.
   Password:  %[3]s
 
 What to try:
-  1. Open %[1]s/ : you will be asked to log in, then see the demo shop.
-  2. Better: open %[1]s/checkout in a private window, fill in the order
-     form and press "Place order". postern keeps your order while you log
-     in, then delivers it: the page says "Order #1 received" and that the
-     shop has received 1 order in total, so you see it arrived exactly once.
-     Refresh that page: nothing is ordered again.
-  3. From a terminal: curl -i -X POST %[1]s/api/orders -H 'Accept: application/json' \
+  1. Open %[1]s/checkout and log in: you see the shop's order form.
+  2. Let your session "expire" while you type: open %[1]s/.postern/logout
+     in a second tab and log out there.
+  3. Back in the first tab, fill in the order form and press "Place order".
+     postern keeps your order and asks you to log in; log in, and the order
+     is delivered: the page says "Order #1 received" and that the shop has
+     received 1 order in total. Refresh it, or go Back: nothing is ordered again.
+  4. From a terminal: curl -i -X POST %[1]s/api/orders -H 'Accept: application/json' \
        -d '{"item":"Green mug","quantity":1}'   (an API client gets 401, not a login page)
 
 The shop itself listens on http://%[4]s; the data lives in %[5]s

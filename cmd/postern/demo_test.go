@@ -47,7 +47,7 @@ func TestDemoKeepsAnOrderAcrossLogin(t *testing.T) {
 		}
 	}
 	base, password := m[1], m[2]
-	for _, w := range []string{"/checkout", "private window", "Ctrl+C"} {
+	for _, w := range []string{"/checkout", "/.postern/logout", "Ctrl+C"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("banner lacks %q", w)
 		}
