@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/postern/postern/auth"
@@ -139,7 +141,12 @@ func openBackend(ctx context.Context, store string, logger *slog.Logger) (sessio
 	}
 	switch kind {
 	case config.StoreFile:
-		b, err := filestore.Open(target, filestore.WithLogger(logger))
+		// PATH is a directory of the gateway's own, made if missing; the
+		// database file inside it is locked by one process at a time.
+		if err := os.MkdirAll(target, 0o700); err != nil {
+			return nil, fmt.Errorf("store %s: %w", store, err)
+		}
+		b, err := filestore.Open(filepath.Join(target, "postern.db"), filestore.WithLogger(logger))
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", store, err)
 		}
