@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/postern/postern/session"
 )
@@ -69,8 +72,15 @@ func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.
 		g.fail(w, r, g.tooLarge(r))
 		return "too_large"
 	}
+	if herr := g.admitStash(r, ck, id); herr != nil {
+		g.fail(w, r, herr)
+		return herr.Code
+	}
 	body := &clientBody{r: r.Body}
 	n, err := g.store.PutStash(r.Context(), id, stored, body, g.opts.StashMaxBody, g.opts.StashTTL)
+	if err != nil {
+		g.releasePending(r.Context(), ck.BrowserID, id)
+	}
 	switch {
 	case errors.Is(err, session.ErrTooLarge):
 		g.metrics.stashes.WithLabelValues("too_large").Inc()
@@ -96,6 +106,53 @@ func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.
 	// which does not read it; the body was stored once, here.
 	http.Redirect(w, r, loginURL(id, r.URL.RequestURI()), http.StatusTemporaryRedirect)
 	return "stashed"
+}
+
+// admitStash applies the limits that protect the store before a
+// submission is kept: the store's budget, and how many submissions one
+// browser may have waiting. What is refused gets a page that says why.
+func (g *Gateway) admitStash(r *http.Request, ck *session.Cookie, id string) *httpError {
+	ctx := r.Context()
+	if g.opts.StoreBudget > 0 {
+		used, ok, err := g.store.Usage(ctx)
+		if err != nil {
+			return storeError(err)
+		}
+		if ok && used+max(r.ContentLength, 0) > g.opts.StoreBudget {
+			g.metrics.stashes.WithLabelValues("store_full").Inc()
+			g.log.LogAttrs(ctx, slog.LevelWarn, "store budget reached, submission not kept",
+				slog.Int64("used", used), slog.Int64("budget", g.opts.StoreBudget))
+			return &httpError{Status: http.StatusServiceUnavailable, Code: "store_full", RetryAfter: time.Minute,
+				Title: "Submission not kept", Login: loginURL("", sameOriginPath(r.Referer(), g.opts.PublicURL, "/")),
+				Message: "You are not logged in, and the gateway cannot keep more submissions right now. " +
+					"It was not kept. Log in first, then send it again."}
+		}
+	}
+	if g.opts.StashMaxPending > 0 {
+		now := g.now()
+		err := g.store.ReservePending(ctx, ck.BrowserID, id, g.opts.StashMaxPending, now.Add(g.opts.StashTTL), now)
+		switch {
+		case errors.Is(err, session.ErrLimit):
+			g.metrics.stashes.WithLabelValues("too_many").Inc()
+			return &httpError{Status: http.StatusTooManyRequests, Code: "too_many_pending",
+				Title: "Too many submissions waiting", Login: loginURL("", sameOriginPath(r.Referer(), g.opts.PublicURL, "/")),
+				Message: "This browser already has " + strconv.Itoa(g.opts.StashMaxPending) +
+					" submissions waiting for a login, so this one was not kept. Log in: the waiting ones are sent, then submit this one again."}
+		case err != nil:
+			return storeError(err)
+		}
+	}
+	return nil
+}
+
+// releasePending forgets a stash in its browser's pending list.
+func (g *Gateway) releasePending(ctx context.Context, owner, id string) {
+	if g.opts.StashMaxPending <= 0 {
+		return
+	}
+	if err := g.store.ReleasePending(context.WithoutCancel(ctx), owner, id, g.now()); err != nil {
+		g.log.LogAttrs(ctx, slog.LevelWarn, "releasing a pending stash failed", slog.String("error", err.Error()))
+	}
 }
 
 // loginURL is the gateway's login with the pending stash and return path.

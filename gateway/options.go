@@ -23,6 +23,12 @@ type Options struct {
 	StashMaxBody int64
 	// StashTTL is how long a stash waits for its login.
 	StashTTL time.Duration
+	// StashMaxPending bounds the stashes one browser may have waiting; 0
+	// means no bound.
+	StashMaxPending int
+	// StoreBudget refuses new stashes while the store holds this many bytes
+	// (for backends that report usage); 0 means no budget.
+	StoreBudget int64
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration
 	// AllowCrossSiteStash stashes cross-site unauthenticated submissions

@@ -78,6 +78,7 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 	}
 	if !g.opts.Routes[ri].Policy.Allows(who.identity()) {
 		g.discard(ctx, id, "forbidden")
+		g.releasePending(ctx, stored.Owner, id)
 		if err := g.saveCookie(w, r, ck); err != nil {
 			g.fail(w, r, err)
 			return
@@ -114,6 +115,7 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 	}
 	defer resp.Body.Close()
 	g.discard(ctx, id, "")
+	g.releasePending(ctx, stored.Owner, id)
 	g.metrics.replays.WithLabelValues("replayed").Inc()
 	g.log.LogAttrs(ctx, slog.LevelInfo, "submission replayed", slog.String("user", who.rec.User),
 		slog.String("method", stored.Method), slog.String("path", target.Path), slog.Int("status", resp.StatusCode))

@@ -117,6 +117,8 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		Routes:              routes,
 		StashMaxBody:        cfg.Stash.MaxBody,
 		StashTTL:            cfg.Stash.TTL,
+		StashMaxPending:     cfg.Stash.MaxPending,
+		StoreBudget:         cfg.Stash.StoreBudget,
 		SessionTTL:          cfg.SessionTTL,
 		AllowCrossSiteStash: cfg.Stash.CrossSite == "allow",
 		PassAccessToken:     cfg.OIDC.PassAccessToken,

@@ -274,3 +274,17 @@ func (s *Store) wrap(op string, err error) error {
 		return fmt.Errorf("filestore %s: %w: %w", op, session.ErrUnavailable, err)
 	}
 }
+
+// Usage returns the bytes in use in the database file: its size less the
+// pages bbolt holds free for reuse.
+func (s *Store) Usage(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var size int64
+	if err := s.db.View(func(tx *bbolt.Tx) error { size = tx.Size(); return nil }); err != nil {
+		return 0, s.wrap("usage", err)
+	}
+	st := s.db.Stats()
+	return size - int64(st.FreeAlloc), nil
+}

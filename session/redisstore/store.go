@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -261,4 +263,35 @@ func checkTTL(ttl time.Duration) (time.Duration, error) {
 		ttl += time.Millisecond - r
 	}
 	return ttl, nil
+}
+
+// Usage returns the memory Redis reports in use (used_memory; summed over
+// the masters of a cluster).
+func (s *Store) Usage(ctx context.Context) (int64, error) {
+	var total int64
+	read := func(ctx context.Context, c *redis.Client) error {
+		info, err := c.InfoMap(ctx, "memory").Result()
+		if err != nil {
+			return err
+		}
+		n, err := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+		if err != nil {
+			return fmt.Errorf("used_memory: %w", err)
+		}
+		atomic.AddInt64(&total, n)
+		return nil
+	}
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, read)
+	case *redis.Client:
+		err = read(ctx, c)
+	default:
+		return 0, errors.New("usage: unsupported client")
+	}
+	if err != nil {
+		return 0, s.fail("usage", err)
+	}
+	return total, nil
 }

@@ -111,6 +111,11 @@ type Stash struct {
 	TTL time.Duration
 	// CrossSite is "reject" or "allow".
 	CrossSite string
+	// MaxPending is how many submissions one browser may have waiting.
+	MaxPending int
+	// StoreBudget is the store size at which new submissions are refused;
+	// 0 for none.
+	StoreBudget int64
 }
 
 // Log says how postern logs.

@@ -140,6 +140,28 @@ func settings() []setting {
 			}},
 		{name: "stash-ttl", def: "10m", usage: "how long a stash waits for its login",
 			set: dur(func(c *Config) *time.Duration { return &c.Stash.TTL })},
+		{name: "stash-max-pending", def: "10", usage: "submissions one browser may have waiting for its login at once",
+			set: func(c *Config, v string) error {
+				n, err := strconv.Atoi(strings.TrimSpace(v))
+				if err != nil || n < 1 {
+					return fmt.Errorf("%q is not a whole number of at least 1", v)
+				}
+				c.Stash.MaxPending = n
+				return nil
+			}},
+		{name: "store-budget", def: "1GiB", usage: "stop keeping new submissions while the store holds this much (0: no budget)",
+			set: func(c *Config, v string) error {
+				if strings.TrimSpace(v) == "0" {
+					c.Stash.StoreBudget = 0
+					return nil
+				}
+				n, err := ParseSize(v)
+				if err != nil {
+					return err
+				}
+				c.Stash.StoreBudget = n
+				return nil
+			}},
 		{name: "cross-site-stash", def: "reject", usage: "reject or allow stashing of cross-site submissions",
 			set: oneOf(func(c *Config) *string { return &c.Stash.CrossSite }, "reject", "allow")},
 		{name: "session-ttl", def: "12h", usage: "how long a login lasts",
