@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/postern/postern/session/redisstore/redistest"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -21,19 +23,22 @@ import (
 // reports cluster_state:ok. It returns the nodes' addresses.
 func startCluster(t *testing.T) []string {
 	t.Helper()
-	redisServerPath(t)
+	redistest.ServerPath(t)
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-cli is not on PATH; CI must run the Redis Cluster test (Debian: apt-get install redis-tools)")
+		}
 		t.Skip("redis-cli is not on PATH: skipping the Redis Cluster test")
 	}
 	var addrs []string
 	for i := 0; i < 3; i++ {
-		s := startRedis(t,
+		s := redistest.Start(t,
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
-			"--cluster-port", strconv.Itoa(freePort(t)),
+			"--cluster-port", strconv.Itoa(redistest.FreePort(t)),
 			"--cluster-node-timeout", "5000")
-		addrs = append(addrs, s.addr())
+		addrs = append(addrs, s.Addr())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

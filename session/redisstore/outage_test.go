@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/postern/postern/session/redisstore/redistest"
 	"io"
 	"testing"
 	"time"
@@ -16,9 +17,9 @@ import (
 // with ErrUnavailable (the gateway's 503), and once Redis is back on the same
 // port the same Store serves again, with the blob stored before the outage.
 func TestOutageAndRecovery(t *testing.T) {
-	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	// No command retries: each failing call returns after one round of dials.
-	tt := testTarget{url: srv.url() + "?max_retries=-1", prefix: "outage"}
+	tt := testTarget{url: srv.URL() + "?max_retries=-1", prefix: "outage"}
 	b := openStore(t, tt)
 	ctx := context.Background()
 
@@ -30,7 +31,7 @@ func TestOutageAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv.stop()
+	srv.Stop()
 
 	calls := map[string]func(ctx context.Context) error{
 		"Ping": b.Ping,
@@ -70,7 +71,7 @@ func TestOutageAndRecovery(t *testing.T) {
 		t.Errorf("Open with Redis down: %v, want ErrUnavailable", err)
 	}
 
-	srv.restart(t)
+	srv.Restart(t)
 
 	// The same Store reconnects by itself; give its pool a bounded moment.
 	deadline := time.Now().Add(10 * time.Second)

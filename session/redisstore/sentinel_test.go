@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/postern/postern/session/redisstore/redistest"
 	"testing"
 	"time"
 
@@ -13,9 +14,9 @@ import (
 // TestSentinel reaches the master through a real Redis Sentinel, by the
 // redis-sentinel:// URL form.
 func TestSentinel(t *testing.T) {
-	master := startRedis(t)
-	sentinel := startSentinel(t, "main", master.addr())
-	tt := testTarget{url: "redis-sentinel://" + sentinel.addr() + "/0?master=main", prefix: "sentinel"}
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, "main", master.Addr())
+	tt := testTarget{url: "redis-sentinel://" + sentinel.Addr() + "/0?master=main", prefix: "sentinel"}
 	b := openStore(t, tt)
 	ctx := context.Background()
 
@@ -24,7 +25,7 @@ func TestSentinel(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The data is on the master the sentinel named.
-	raw := rawClient(t, testTarget{url: master.url()})
+	raw := rawClient(t, testTarget{url: master.URL()})
 	if keys := keysWithPrefix(t, raw, tt.prefix); len(keys) != 4 {
 		t.Fatalf("keys on the master: %v, want meta and 3 chunks", keys)
 	}
