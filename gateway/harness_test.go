@@ -105,8 +105,12 @@ type env struct {
 	gw       *httptest.Server
 	storeDir string
 	addr     string
-	backend  *filestore.Store
-	opts     gateway.Options
+	backend  session.Backend
+	// secrets are the cookie secrets, newest first; nil: testSecret.
+	secrets [][]byte
+	// openBackend opens the store; nil: the file store in storeDir.
+	openBackend func() session.Backend
+	opts        gateway.Options
 }
 
 type envOption func(*gateway.Options)
@@ -122,16 +126,26 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 func (e *env) start(opts ...envOption) {
 	t := e.t
 	t.Helper()
-	backend, err := filestore.Open(filepath.Join(e.storeDir, "postern.db"))
-	if err != nil {
-		t.Fatal(err)
+	var backend session.Backend
+	if e.openBackend != nil {
+		backend = e.openBackend()
+	} else {
+		fs, err := filestore.Open(filepath.Join(e.storeDir, "postern.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		backend = fs
 	}
 	e.backend = backend
-	sealer, err := session.NewSealer([][]byte{testSecret})
+	secrets := e.secrets
+	if secrets == nil {
+		secrets = [][]byte{testSecret}
+	}
+	sealer, err := session.NewSealer(secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cookies, err := session.NewCookies(session.CookieOptions{Name: "postern", Secrets: [][]byte{testSecret}, MaxAge: time.Hour})
+	cookies, err := session.NewCookies(session.CookieOptions{Name: "postern", Secrets: secrets, MaxAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

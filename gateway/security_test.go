@@ -3,12 +3,13 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/postern/postern/gateway"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/gateway"
 )
 
 // A cross-site submission without a session is never stashed: 403 with a
