@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -28,6 +29,11 @@ const loginStateTTL = 30 * time.Minute
 // refreshAhead is how long before the access token expires the gateway
 // refreshes it, so a working session is never bounced to the provider.
 const refreshAhead = time.Minute
+
+// providerTimeout bounds each call to the identity provider's token
+// endpoint, so a hung provider cannot hold a request (or, for a refresh,
+// every request of a session) forever.
+const providerTimeout = 15 * time.Second
 
 // startOIDC sends the browser to the identity provider with a 303 (never a
 // 307: the login form must not be re-sent there, RFC 9700 §4.12). The state
@@ -91,7 +97,9 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, he)
 		return
 	}
-	id, tokens, err := g.logins.oidc.Exchange(r.Context(), q.Get("code"), ls.Verifier, ls.Nonce)
+	xctx, cancel := context.WithTimeout(r.Context(), providerTimeout)
+	id, tokens, err := g.logins.oidc.Exchange(xctx, q.Get("code"), ls.Verifier, ls.Nonce)
+	cancel()
 	if err != nil {
 		g.metrics.logins.WithLabelValues("oidc", "failed").Inc()
 		if errors.Is(err, oidc.ErrUnavailable) {
@@ -121,11 +129,21 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 // reached leaves the session as it is.
 func (g *Gateway) refresh(ctx context.Context, p *principal) (*principal, error) {
 	v, err, _ := g.refreshes.Do(p.sid, func() (any, error) {
-		_, tokens, err := g.logins.oidc.Refresh(context.WithoutCancel(ctx), p.rec.RefreshToken)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), providerTimeout)
+		defer cancel()
+		id, tokens, err := g.logins.oidc.Refresh(rctx, p.rec.RefreshToken)
 		if err != nil {
 			return nil, err
 		}
+		if id.Subject != "" && id.Subject != p.rec.Subject {
+			return nil, fmt.Errorf("refresh returned another subject: %w", oidc.ErrRejected)
+		}
 		rec := p.rec
+		if id.Subject != "" {
+			// The provider's current view of the person: a changed email or
+			// group membership applies from this refresh on.
+			rec.User, rec.Email, rec.Groups = id.User, id.Email, id.Groups
+		}
 		rec.AccessToken, rec.TokenExpiry = tokens.AccessToken, tokens.Expiry
 		if tokens.RefreshToken != "" {
 			rec.RefreshToken = tokens.RefreshToken
