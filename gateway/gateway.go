@@ -149,9 +149,6 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, ck *sess
 		g.fail(w, r, forbidden())
 		return "forbidden"
 	}
-	if who.sid == "" {
-		g.metrics.requests.WithLabelValues("bearer").Inc()
-	}
 	g.proxies[ri].ServeHTTP(w, withIdentity(r, who))
 	return "proxied"
 }

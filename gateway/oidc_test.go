@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -313,4 +314,96 @@ func TestSignedAssertion(t *testing.T) {
 	if sub, _ := tok.Claims.GetSubject(); sub != testUser {
 		t.Fatalf("assertion subject %q", sub)
 	}
+}
+
+// A callback with a state this browser never got (forged, or from another
+// login) logs no one in and replays nothing.
+func TestOIDCWrongStateRefused(t *testing.T) {
+	e, idp := newOIDCEnv(t, nil)
+	b := e.browser()
+	resp := b.do(http.MethodPost, "/checkout", "text/plain", []byte("x"))
+	readBody(t, resp)
+	cb := loginAtProvider(t, idp, b.do(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("x")))
+	q := cb.Query()
+	q.Set("state", "AAAAAAAAAAAAAAAAAAAAAA")
+	cb.RawQuery = q.Encode()
+	expectStatus(t, b.do(http.MethodGet, cb.RequestURI(), "", nil), http.StatusBadRequest)
+	// Another browser presenting this browser's real callback is refused too.
+	q.Set("state", loginAtProviderState(t, idp, b))
+	cb.RawQuery = q.Encode()
+	other := e.browser()
+	expectStatus(t, other.do(http.MethodGet, cb.RequestURI(), "", nil), http.StatusBadRequest)
+	if n := len(e.up.requests()); n != 0 {
+		t.Fatalf("upstream received %d requests", n)
+	}
+}
+
+// loginAtProviderState starts a login in b and returns the state the
+// provider sends back.
+func loginAtProviderState(t *testing.T, idp *oidctest.Server, b *browser) string {
+	t.Helper()
+	resp := b.do(http.MethodGet, "/.postern/login", "", nil)
+	return loginAtProvider(t, idp, resp).Query().Get("state")
+}
+
+// A provider that is down when the gateway starts: the gateway starts,
+// reports not ready, and recovers by itself once the provider is up.
+func TestOIDCProviderDownAtStart(t *testing.T) {
+	e := &env{t: t, up: newUpstream(t), storeDir: t.TempDir()}
+	var idp *oidctest.Server
+	e.parts = func(p *gateway.Parts, o *gateway.Options) {
+		redirect := o.PublicURL.String() + "/.postern/callback"
+		idp = oidctest.New(t, oidctest.Options{RedirectURL: redirect}) // not serving yet
+		prov := oidc.New(oidc.Config{Issuer: idp.Issuer, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, RedirectURL: redirect},
+			oidc.WithRetryInterval(50*time.Millisecond))
+		t.Cleanup(prov.Close)
+		p.Passwords, p.OIDC, p.Ready = nil, prov, prov.Ready
+	}
+	e.start()
+	readyz := func() int {
+		resp, err := http.Get(e.gw.URL + "/.postern/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(t, resp)
+		return resp.StatusCode
+	}
+	if s := readyz(); s != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with the provider down: %d, want 503", s)
+	}
+	// A submission meanwhile is kept, and the login says the provider is
+	// not answering instead of failing obscurely.
+	b := e.browser()
+	resp := b.do(http.MethodPost, "/checkout", "text/plain", []byte("kept while down"))
+	readBody(t, resp)
+	page := expectStatus(t, b.do(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("kept while down")), http.StatusServiceUnavailable)
+	if !strings.Contains(page, "identity provider is not answering") {
+		t.Fatalf("login page with the provider down:\n%s", page)
+	}
+	idp.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for readyz() != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("gateway did not become ready after the provider started")
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+	// The retry link of the error page completes the kept submission.
+	login := formLink(t, page)
+	cb := loginAtProvider(t, idp, b.do(http.MethodGet, login, "", nil))
+	b.follow(b.do(http.MethodGet, cb.RequestURI(), "", nil), http.StatusOK)
+	if got := e.up.nonGET(); len(got) != 1 || string(got[0].Body) != "kept while down" {
+		t.Fatalf("after recovery: %+v", got)
+	}
+}
+
+// formLink returns the gateway login link of an error page.
+func formLink(t *testing.T, page string) string {
+	t.Helper()
+	i := strings.Index(page, `href="/.postern/login`)
+	if i < 0 {
+		t.Fatalf("no login link on the page:\n%s", page)
+	}
+	rest := page[i+len(`href="`):]
+	return html.UnescapeString(rest[:strings.IndexByte(rest, '"')])
 }
