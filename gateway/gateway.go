@@ -143,7 +143,7 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, ck *sess
 		return "error"
 	}
 	if who == nil {
-		return g.intercept(w, r, ck, ri)
+		return g.intercept(w, r, ck)
 	}
 	if !g.opts.Routes[ri].Policy.Allows(who.identity()) {
 		g.fail(w, r, forbidden())

@@ -26,7 +26,7 @@ var stashHeaders = []string{
 // get 401; a browser's GET or HEAD is sent to the login and back; any other
 // method is stashed (after the cross-site rule) and sent to the login with a
 // 307, which the browser follows with the same method and body.
-func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.Cookie, ri int) string {
+func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.Cookie) string {
 	if !wantsHTML(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="postern"`)
 		g.fail(w, r, &httpError{Status: http.StatusUnauthorized, Code: "unauthenticated",
