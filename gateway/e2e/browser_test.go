@@ -102,6 +102,17 @@ func (b *browser) location() string {
 	return s
 }
 
+// status is the HTTP status of the current document, as the page's own
+// navigation timing reports it.
+func (b *browser) status() int {
+	b.t.Helper()
+	n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`performance.getEntriesByType("navigation")[0].responseStatus`))
+	if err != nil {
+		b.t.Fatalf("browser: status of the page: %v", err)
+	}
+	return n
+}
+
 // waitFor waits until the page shows one of the selectors, and fails unless
 // it is want. Waiting for the alternatives at once makes a broken flow fail
 // at once, with the page it reached, not at the timeout.
@@ -292,6 +303,9 @@ func TestBrowserSubmissionSurvivesExpiredSession(t *testing.T) {
 	b.logIn()
 	b.waitFor("#result", "p.error", "#pending")
 	b.screenshot("result")
+	if got := b.status(); got != http.StatusOK {
+		t.Errorf("result page has status %d, want the app's 200", got)
+	}
 	want := gw + "/orders?step=confirm"
 	if got := b.location(); got != want {
 		t.Errorf("after the login the browser is at %s, want the form's action %s", got, want)
@@ -424,6 +438,9 @@ func TestBrowserCrossSiteSubmissionIsDropped(t *testing.T) {
 	}
 	if got := b.location(); !strings.HasPrefix(got, gw+"/") {
 		t.Errorf("refusal page is at %s, want the gateway", got)
+	}
+	if got := b.status(); got != http.StatusForbidden {
+		t.Errorf("refusal page has status %d, want 403", got)
 	}
 	b.screenshot("cross-site")
 	if n := len(a.submissions()); n != 0 {
