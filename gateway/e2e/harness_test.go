@@ -1,0 +1,291 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/gateway"
+	"github.com/postern/postern/session"
+	"github.com/postern/postern/session/filestore"
+)
+
+const (
+	testUser     = "alice"
+	testPassword = "correct horse battery staple"
+	cookieName   = "postern"
+)
+
+// requireBinary skips the test when an external program is missing, or fails
+// it under CI, where every end-to-end test must run.
+func requireBinary(t *testing.T, path, pkg string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		msg := fmt.Sprintf("%s not found (install the Debian package %q to run this end-to-end test): %v", path, pkg, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// hit is one request as the app saw it.
+type hit struct {
+	Method string
+	URI    string
+	Header http.Header
+	Body   []byte
+}
+
+// app stands in for the protected application. It serves a page with two
+// forms (urlencoded and multipart) and answers their POSTs with a page that
+// shows what it received and how many submissions it has counted.
+type app struct {
+	*httptest.Server
+	mu   sync.Mutex
+	hits []hit
+}
+
+func newApp(t *testing.T) *app {
+	t.Helper()
+	a := &app{}
+	a.Server = httptest.NewServer(http.HandlerFunc(a.serve))
+	t.Cleanup(a.Close)
+	return a
+}
+
+const formPage = `<!doctype html><html><head><meta charset="utf-8"><title>Checkout</title></head><body>
+<h1>Checkout</h1>
+<form id="plain" method="post" action="/orders?step=confirm">
+<label>Name <input id="name" name="name"></label>
+<label>Comment <textarea id="comment" name="comment"></textarea></label>
+<button id="send" type="submit">Place order</button>
+</form>
+<form id="upload" method="post" action="/upload" enctype="multipart/form-data">
+<label>Title <input id="title" name="title"></label>
+<input id="file" type="file" name="file">
+<button id="send-file" type="submit">Upload</button>
+</form>
+</body></html>`
+
+func (a *app) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	a.mu.Lock()
+	a.hits = append(a.hits, hit{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
+	posts := 0
+	for _, h := range a.hits {
+		if h.Method != http.MethodGet && h.Method != http.MethodHead {
+			posts++
+		}
+	}
+	a.mu.Unlock()
+
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	esc := html.EscapeString
+	common := fmt.Sprintf(`<p>user <span id="user">%s</span>, replayed <span id="replayed">%s</span>, submissions counted <span id="count">%d</span></p>`,
+		esc(r.Header.Get("X-Forwarded-User")), esc(r.Header.Get("X-Postern-Replayed")), posts)
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/form":
+		_, _ = io.WriteString(w, formPage)
+	case r.Method == http.MethodPost && r.URL.Path == "/orders":
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, `<!doctype html><title>Order</title><h1 id="result">Order received</h1>
+<p>name <span id="got-name">%s</span></p><p>comment <pre id="got-comment">%s</pre></p>%s`,
+			esc(v.Get("name")), esc(v.Get("comment")), common)
+	case r.Method == http.MethodPost && r.URL.Path == "/upload":
+		title, name, sum, n, err := readUpload(r.Header.Get("Content-Type"), body)
+		if err != nil {
+			http.Error(w, "bad upload: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, `<!doctype html><title>Upload</title><h1 id="result">Upload received</h1>
+<p>title <span id="got-title">%s</span></p><p>file <span id="got-file">%s</span>, <span id="got-size">%d</span> bytes, sha256 <span id="got-sha">%s</span></p>%s`,
+			esc(title), esc(name), n, sum, common)
+	default:
+		fmt.Fprintf(w, `<!doctype html><title>Page</title><h1 id="page">%s %s</h1>%s`, esc(r.Method), esc(r.URL.RequestURI()), common)
+	}
+}
+
+// readUpload returns the title field and the file part's name, SHA-256 and
+// size of a multipart body.
+func readUpload(contentType string, body []byte) (title, name, sum string, size int64, err error) {
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return "", "", "", 0, err
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return title, name, sum, size, nil
+		}
+		if err != nil {
+			return "", "", "", 0, err
+		}
+		switch p.FormName() {
+		case "title":
+			b, err := io.ReadAll(p)
+			if err != nil {
+				return "", "", "", 0, err
+			}
+			title = string(b)
+		case "file":
+			h := sha256.New()
+			if size, err = io.Copy(h, p); err != nil {
+				return "", "", "", 0, err
+			}
+			name, sum = p.FileName(), hex.EncodeToString(h.Sum(nil))
+		}
+	}
+}
+
+func (a *app) requests() []hit {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]hit(nil), a.hits...)
+}
+
+// submissions are the requests that would change something in the app.
+func (a *app) submissions() []hit {
+	var out []hit
+	for _, h := range a.requests() {
+		if h.Method != http.MethodGet && h.Method != http.MethodHead {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// startGateway runs a gateway with its real parts (file store in a temporary
+// folder, sealed cookies, an htpasswd user) in front of upstream, on a real
+// listener, and returns its URL. publicURL is the address browsers use;
+// empty means the gateway's own.
+func startGateway(t *testing.T, upstream, publicURL string) string {
+	t.Helper()
+	secret := bytes.Repeat([]byte("e2e-secret-"), 4)
+	backend, err := filestore.Open(filepath.Join(t.TempDir(), "postern.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := session.NewSealer([][]byte{secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookies, err := session.NewCookies(session.CookieOptions{Name: cookieName, Secrets: [][]byte{secret}, MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := auth.ParseHtpasswd("e2e", []byte(testUser+":"+string(hash)+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The listener comes first: the public URL may be the gateway's own.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := "http://" + l.Addr().String()
+	if publicURL == "" {
+		publicURL = self
+	}
+	pub, err := url.Parse(publicURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(gateway.Options{
+		PublicURL:    pub,
+		Routes:       []gateway.Route{{Upstream: up}},
+		StashMaxBody: 10 << 20,
+		StashTTL:     10 * time.Minute,
+		SessionTTL:   time.Hour,
+	}, gateway.Parts{
+		Store:     session.NewStore(backend, sealer),
+		Cookies:   cookies,
+		Passwords: users,
+		Logger:    slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(g)
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		_ = backend.Close()
+	})
+	return self
+}
+
+func shaHex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// lastSubmission returns the only submission the app received, failing the
+// test if there is not exactly one.
+func onlySubmission(t *testing.T, a *app) hit {
+	t.Helper()
+	subs := a.submissions()
+	if len(subs) != 1 {
+		var got []string
+		for _, s := range subs {
+			got = append(got, s.Method+" "+s.URI+" replayed="+s.Header.Get("X-Postern-Replayed"))
+		}
+		t.Fatalf("app received %d submissions, want exactly 1: %s", len(subs), strings.Join(got, "; "))
+	}
+	return subs[0]
+}
+
+// expectReplayedBy checks that a submission came as the gateway's replay,
+// on behalf of the test user.
+func expectReplayedBy(t *testing.T, h hit) {
+	t.Helper()
+	if got := h.Header.Values("X-Postern-Replayed"); len(got) != 1 || got[0] != "true" {
+		t.Errorf("submission X-Postern-Replayed = %q, want [true]", got)
+	}
+	if got := h.Header.Values("X-Forwarded-User"); len(got) != 1 || got[0] != testUser {
+		t.Errorf("submission X-Forwarded-User = %q, want [%s]", got, testUser)
+	}
+	for _, c := range h.Header.Values("Cookie") {
+		if strings.Contains(c, cookieName+"=") {
+			t.Errorf("the gateway's cookie reached the app: %q", c)
+		}
+	}
+}
