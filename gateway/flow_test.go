@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func multipartBody(t *testing.T, fileSize int) (string, []byte) {
@@ -171,6 +172,19 @@ func TestLoginSubmittedTwiceReplaysOnce(t *testing.T) {
 	page := expectStatus(t, b.do(http.MethodGet, "/checkout", "", nil), http.StatusOK)
 	if !strings.Contains(page, "app answer #1: POST") {
 		t.Fatalf("result after double submit:\n%s", page)
+	}
+	// Once more, after the answer was shown (Back to the login page and
+	// submit again): it says the submission was sent once, at once, rather
+	// than waiting for an answer that will not come.
+	third := b.login(f, testUser, testPassword)
+	readBody(t, third)
+	b.c.Timeout = 10 * time.Second // far below the 30 s a waiting page would take
+	page = b.follow(third, http.StatusGone)
+	if !strings.Contains(page, "reached the application once") {
+		t.Fatalf("third submit:\n%s", page)
+	}
+	if n := len(e.up.nonGET()); n != 1 {
+		t.Fatalf("upstream received %d submissions, want 1", n)
 	}
 }
 

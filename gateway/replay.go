@@ -22,7 +22,7 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 	ctx := r.Context()
 	stored, body, err := g.store.TakeStash(ctx, id)
 	if errors.Is(err, session.ErrNotFound) {
-		if done, derr := g.store.Replayed(ctx, id); derr == nil && done {
+		if state, serr := g.store.ReplayStateOf(ctx, id); serr == nil && state != session.NotReplayed {
 			err = session.ErrTaken
 		}
 	}
@@ -107,6 +107,7 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 			}
 		}
 		g.discard(ctx, id, "failed")
+		g.settle(ctx, id)
 		_ = g.saveCookie(w, r, ck)
 		g.fail(w, r, &httpError{Status: http.StatusBadGateway, Code: "upstream_failed",
 			Title: "The application did not answer", BackURL: rd, Cause: err,
@@ -158,11 +159,19 @@ func (g *Gateway) replayRequest(ctx context.Context, r *http.Request, who *princ
 	return out, wrote
 }
 
+// settle records that nothing more of a replay's answer will be kept, so a
+// page waiting for it stops waiting.
+func (g *Gateway) settle(ctx context.Context, id string) {
+	if err := g.store.MarkReplayed(context.WithoutCancel(ctx), id, session.Settled, g.opts.StashTTL); err != nil {
+		g.log.LogAttrs(ctx, slog.LevelWarn, "marking a replay settled failed", slog.String("error", err.Error()))
+	}
+}
+
 // discard deletes a consumed stash; a failure only leaves it taken, which
 // can never be replayed, and expires with its TTL.
 func (g *Gateway) discard(ctx context.Context, id, why string) {
 	if why == "" {
-		if err := g.store.MarkReplayed(context.WithoutCancel(ctx), id, g.opts.StashTTL); err != nil {
+		if err := g.store.MarkReplayed(context.WithoutCancel(ctx), id, session.Replayed, g.opts.StashTTL); err != nil {
 			g.log.LogAttrs(ctx, slog.LevelWarn, "marking a stash replayed failed", slog.String("error", err.Error()))
 		}
 	}

@@ -32,16 +32,26 @@ var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy
 // there, and a refresh is a plain GET that submits nothing.
 func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Cookie, resp *http.Response, stored session.Stored, id string) {
 	ctx := context.WithoutCancel(r.Context())
+	defer g.settle(ctx, id)
 	if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) {
-		copyHeaders(w.Header(), resp.Header)
+		res := session.Result{Status: http.StatusSeeOther, Header: make(http.Header), Owner: ck.BrowserID, URL: stored.URL, Size: 0}
+		copyHeaders(res.Header, resp.Header)
 		if u, err := url.Parse(loc); err == nil {
 			if base, err := url.Parse(stored.URL); err == nil {
-				w.Header().Set("Location", base.ResolveReference(u).String())
+				res.Header.Set("Location", base.ResolveReference(u).String())
 			}
+		}
+		// Kept too, briefly, for a second completion of the same login (a
+		// double click) that waits for this answer.
+		if _, err := g.store.PutResult(ctx, id, res, http.NoBody, 0, resultTTL); err != nil {
+			g.log.LogAttrs(ctx, slog.LevelWarn, "keeping a replay's redirect failed", slog.String("error", err.Error()))
 		}
 		if err := g.saveCookie(w, r, ck); err != nil {
 			g.fail(w, r, err)
 			return
+		}
+		for k, v := range res.Header {
+			w.Header()[k] = v
 		}
 		w.WriteHeader(http.StatusSeeOther)
 		return
@@ -151,7 +161,8 @@ func (g *Gateway) deliverResult(w http.ResponseWriter, r *http.Request, ck *sess
 }
 
 // waitResult takes a kept answer. If another completion (a double click) is
-// still fetching it, it waits for it, within resultWait.
+// still fetching it, it waits for it, within resultWait; once the replay is
+// settled it does not wait.
 func (g *Gateway) waitResult(ctx context.Context, id string) (session.Result, io.ReadCloser, error) {
 	deadline := time.NewTimer(resultWait)
 	defer deadline.Stop()
@@ -160,6 +171,12 @@ func (g *Gateway) waitResult(ctx context.Context, id string) (session.Result, io
 		res, body, err := g.store.TakeResult(ctx, id)
 		if !errors.Is(err, session.ErrNotFound) {
 			return res, body, err
+		}
+		// Nothing kept: wait only while the replay that will keep it is
+		// still under way.
+		if state, serr := g.store.ReplayStateOf(ctx, id); serr != nil || state == session.Settled {
+			// It may have been kept between the two looks.
+			return g.store.TakeResult(ctx, id)
 		}
 		t := time.NewTimer(delay)
 		select {

@@ -232,6 +232,21 @@ func TestUpstreamRedirectPassesThrough(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/shop/thanks?order=9" {
 		t.Fatalf("upstream redirect: %d %q, want 303 /shop/thanks?order=9", resp.StatusCode, resp.Header.Get("Location"))
 	}
+	// The login form sent again (a double click) leads to the same place,
+	// and nothing is sent twice.
+	again := b.login(f, testUser, testPassword)
+	readBody(t, again)
+	if again.StatusCode != http.StatusSeeOther || again.Header.Get("Location") != "/shop/checkout" {
+		t.Fatalf("second login: %d %q", again.StatusCode, again.Header.Get("Location"))
+	}
+	shown := b.do(http.MethodGet, "/shop/checkout", "", nil)
+	readBody(t, shown)
+	if shown.StatusCode != http.StatusSeeOther || shown.Header.Get("Location") != "/shop/thanks?order=9" {
+		t.Fatalf("kept redirect: %d %q", shown.StatusCode, shown.Header.Get("Location"))
+	}
+	if n := len(e.up.nonGET()); n != 1 {
+		t.Fatalf("upstream received %d submissions", n)
+	}
 }
 
 // An expired or unknown stash says so and offers to go back.

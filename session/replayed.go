@@ -7,36 +7,50 @@ import (
 	"time"
 )
 
-// nsReplayed marks stashes that were consumed, so a late completion (the
-// login form submitted a second time) can tell "sent already" from
-// "expired".
+// nsReplayed records how far a consumed stash got, so a late completion
+// (the login form submitted a second time) can tell "sent already" from
+// "expired", and a page waiting for the answer knows whether one will come.
 const nsReplayed = "done:"
 
-// MarkReplayed records, for ttl, that the stash id was consumed.
-func (st *Store) MarkReplayed(ctx context.Context, id string, ttl time.Duration) error {
+// ReplayState is how far a consumed stash got.
+type ReplayState byte
+
+const (
+	// NotReplayed: no record (never consumed, or the record expired).
+	NotReplayed ReplayState = iota
+	// Replayed: the upstream has answered; the answer is being kept.
+	Replayed
+	// Settled: whatever can be shown of the answer is kept or was shown;
+	// nothing more will come.
+	Settled
+)
+
+// MarkReplayed records, for ttl, how far the stash id got.
+func (st *Store) MarkReplayed(ctx context.Context, id string, state ReplayState, ttl time.Duration) error {
 	key, err := entryKey(nsReplayed, id)
 	if err != nil {
 		return fmt.Errorf("mark replayed: %w", err)
 	}
-	if err := st.b.Set(ctx, key, []byte{1}, ttl); err != nil {
+	if err := st.b.Set(ctx, key, []byte{byte(state)}, ttl); err != nil {
 		return fmt.Errorf("mark replayed: %w", err)
 	}
 	return nil
 }
 
-// Replayed reports whether the stash id was consumed within the last ttl
-// given to MarkReplayed.
-func (st *Store) Replayed(ctx context.Context, id string) (bool, error) {
+// ReplayStateOf returns how far the stash id got.
+func (st *Store) ReplayStateOf(ctx context.Context, id string) (ReplayState, error) {
 	key, err := entryKey(nsReplayed, id)
 	if err != nil {
-		return false, nil
+		return NotReplayed, nil
 	}
-	_, err = st.b.Get(ctx, key)
+	v, err := st.b.Get(ctx, key)
 	switch {
-	case err == nil:
-		return true, nil
 	case errors.Is(err, ErrNotFound):
-		return false, nil
+		return NotReplayed, nil
+	case err != nil:
+		return NotReplayed, fmt.Errorf("replay state: %w", err)
+	case len(v) != 1:
+		return Settled, nil
 	}
-	return false, fmt.Errorf("replayed: %w", err)
+	return ReplayState(v[0]), nil
 }
