@@ -247,7 +247,7 @@ func TestValidateAcceptsValidConfigs(t *testing.T) {
 	c.HtpasswdFile = ""
 	c.OIDC.Issuer, c.OIDC.ClientID, c.OIDC.ClientSecret = "https://id.example.com", "postern", "s"
 	c.JWT = JWT{Issuer: "https://id.example.com", Audience: "api"}
-	c.Store = "redis-sentinel://:pw@10.0.0.1:26379/0?master_name=m"
+	c.Store = "redis-sentinel://:pw@10.0.0.1:26379/0?master=m"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +356,9 @@ func TestParseStore(t *testing.T) {
 		{"redis://127.0.0.1:6379/0", StoreRedis, "redis://127.0.0.1:6379/0"},
 		{"rediss://r.example:6380/1", StoreRedis, "rediss://r.example:6380/1"},
 		{"redis-cluster://a:1,b:2", StoreRedis, "redis-cluster://a:1,b:2"},
-		{"redis-sentinel://a:26379/0?master_name=m", StoreRedis, "redis-sentinel://a:26379/0?master_name=m"},
+		{"redis-sentinel://a:26379/0?master=m", StoreRedis, "redis-sentinel://a:26379/0?master=m"},
+		{"rediss-sentinel://a:26379/0?master=m", StoreRedis, "rediss-sentinel://a:26379/0?master=m"},
+		{"rediss-cluster://a:1,b:2", StoreRedis, "rediss-cluster://a:1,b:2"},
 		{"memory", "", ""},
 		{"redis://", "", ""},
 	}

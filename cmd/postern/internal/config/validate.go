@@ -261,7 +261,7 @@ func ParseStore(s string) (kind, target string, err error) {
 		}
 		return StoreFile, path, nil
 	}
-	for _, scheme := range []string{"redis://", "rediss://", "redis-sentinel://", "redis-cluster://"} {
+	for _, scheme := range []string{"redis://", "rediss://", "redis-sentinel://", "rediss-sentinel://", "redis-cluster://", "rediss-cluster://"} {
 		if strings.HasPrefix(s, scheme) {
 			u, err := url.Parse(s)
 			if err != nil || u.Host == "" {
@@ -270,7 +270,7 @@ func ParseStore(s string) (kind, target string, err error) {
 			return StoreRedis, s, nil
 		}
 	}
-	return "", "", fmt.Errorf("%q: want file:PATH or a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL", redact(s))
+	return "", "", fmt.Errorf("%q: want file:PATH or a redis://, rediss://, redis-sentinel://, rediss-sentinel://, redis-cluster:// or rediss-cluster:// URL", redact(s))
 }
 
 // redact hides a password in a URL so messages never carry it.

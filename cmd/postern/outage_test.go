@@ -1,0 +1,77 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRedisOutageFailsClosedAndRecovers kills the gateway's Redis: a
+// logged-in request and an unauthenticated submission both get 503 (fail
+// closed: nothing proxied, nothing kept) and readyz says 503. With Redis
+// back on the same port and append-only file, the same gateway process
+// recovers by itself: readyz is 200 and a submission stashed before the
+// outage completes and replays once.
+//
+// It always starts its own redis-server (it has to kill it), even when
+// POSTERN_TEST_REDIS_URL is set.
+func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
+	rds := startRedis(t, "--appendonly", "yes")
+	up := newRecorder(t)
+	g := newSetup(t, up.URL, rds.url()).start(t)
+
+	logged := newBrowser(t)
+	logged.loginOnly(g.base)
+	expect(t, logged.do(http.MethodGet, g.base+"/hello", "", nil), http.StatusOK)
+	pending := newBrowser(t)
+	f := pending.submitLoggedOut(g.base, http.MethodPost, "/before-outage", formType, []byte("keep=me"))
+	expect(t, newBrowser(t).do(http.MethodGet, g.base+"/.postern/readyz", "", nil), http.StatusOK)
+
+	rds.kill(t)
+	outageStart := time.Now()
+
+	page := expect(t, logged.do(http.MethodGet, g.base+"/hello", "", nil), http.StatusServiceUnavailable)
+	if !strings.Contains(page, "cannot reach its store") {
+		t.Errorf("503 page with a session:\n%.600s", page)
+	}
+	stranger := newBrowser(t)
+	resp := stranger.do(http.MethodPost, g.base+"/during-outage", formType, []byte("lost=yes"))
+	page = readAll(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(page, "Nothing you sent was kept") {
+		t.Errorf("submission without a session during the outage: status %d, want 503:\n%.600s", resp.StatusCode, page)
+	}
+	expect(t, newBrowser(t).do(http.MethodGet, g.base+"/.postern/readyz", "", nil), http.StatusServiceUnavailable)
+	for _, s := range up.submissions() {
+		t.Errorf("the upstream got %s %s during the outage", s.Method, s.URI)
+	}
+
+	// With go-redis defaults (retries, dial retries) each 503 takes a few
+	// seconds; see docs/deployment.md for tuning it in the store URL.
+	t.Logf("the three answers during the outage (two 503 pages, readyz) took %v", time.Since(outageStart))
+	rds.restart(t)
+
+	ready := waitFor(10*time.Second, func() bool {
+		resp := newBrowser(t).do(http.MethodGet, g.base+"/.postern/readyz", "", nil)
+		readAll(t, resp)
+		return resp.StatusCode == http.StatusOK
+	})
+	if !ready {
+		t.Fatalf("readyz not 200 within 10s of Redis coming back; log:\n%s", g.out.String())
+	}
+	resp = pending.login(g.base, f)
+	readAll(t, resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/before-outage" {
+		t.Fatalf("login after the outage: status %d, Location %q; want 303 to /before-outage", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	page = expect(t, pending.do(http.MethodGet, g.base+"/before-outage", "", nil), http.StatusOK)
+	if !strings.Contains(page, "POST /before-outage user=alice replayed=true") {
+		t.Errorf("result after the outage:\n%.600s", page)
+	}
+	expect(t, logged.do(http.MethodGet, g.base+"/hello", "", nil), http.StatusOK)
+
+	got := up.submissions()
+	if len(got) != 1 || got[0].URI != "/before-outage" || got[0].Head != "keep=me" {
+		t.Errorf("upstream submissions %+v, want /before-outage once", got)
+	}
+}
