@@ -117,7 +117,7 @@ func TestLargeUploadBoundedMemory(t *testing.T) {
 		t.Skip("sends and replays 64 MiB")
 	}
 	up := newRecorder(t)
-	s := newSetup(t, up.URL, "file:"+filepath.Join(t.TempDir(), "postern.db"))
+	s := newSetup(t, up.URL, "file:"+filepath.Join(t.TempDir(), "store"))
 	s.extraArgs = []string{"--stash-max-body", "100MiB"}
 	g := s.start(t)
 	b := newBrowser(t)

@@ -17,7 +17,7 @@ var stores = []struct {
 	name string
 	url  func(t *testing.T) string
 }{
-	{"file", func(t *testing.T) string { return "file:" + filepath.Join(t.TempDir(), "postern.db") }},
+	{"file", func(t *testing.T) string { return "file:" + filepath.Join(t.TempDir(), "store") }},
 	{"redis", func(t *testing.T) string { return redisURL(t) }},
 }
 
