@@ -353,7 +353,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	// After logging out, nginx sends the client to the login again.
 	_, out := c.expect(http.StatusOK, http.MethodGet, "/.postern/logout", "", nil)
 	f := hiddenFields(out)
-	c.expect(http.StatusOK, http.MethodPost, "/.postern/logout", "application/x-www-form-urlencoded", []byte(f.Encode()))
+	c.expect(http.StatusSeeOther, http.MethodPost, "/.postern/logout", "application/x-www-form-urlencoded", []byte(f.Encode()))
 	c.expect(http.StatusFound, http.MethodGet, "/app/hello?x=1", "", nil)
 	if n := len(a.requests()); n != 1 {
 		t.Errorf("app received %d requests, want still 1 after the logout", n)
