@@ -150,9 +150,18 @@ func (g *Gateway) deliverResult(w http.ResponseWriter, r *http.Request, ck *sess
 		g.writeResult(w, res, body)
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrTaken), errors.Is(err, session.ErrCorrupt):
 		g.metrics.results.WithLabelValues("gone").Inc()
-		g.fail(w, r, &httpError{Status: http.StatusGone, Code: "result_gone", Title: "Your submission was sent",
+		he := &httpError{Status: http.StatusGone, Code: "result_gone", Title: "Your submission was sent",
 			BackURL: r.URL.RequestURI(),
-			Message: "Your submission reached the application once. Its answer is no longer available here; it will not be sent again."})
+			Message: "Your submission reached the application once. Its answer is no longer available here; it will not be sent again."}
+		if state, serr := g.store.ReplayStateOf(ctx, ref.ID); serr == nil && state == session.NotReplayed {
+			// Taken for sending, but no answer was ever recorded: the
+			// sending was interrupted (a gateway restart), or is still
+			// under way. Say only what is known.
+			he.Code, he.Title = "result_unknown", "Your submission is not confirmed"
+			he.Message = "Your submission was taken for sending, but no answer from the application was recorded: " +
+				"the sending may have been interrupted. It will not be sent again; check in the application whether it arrived."
+		}
+		g.fail(w, r, he)
 	case ctx.Err() != nil:
 		// The browser went away.
 	default:
