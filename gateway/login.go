@@ -4,7 +4,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -97,7 +96,7 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	data := g.loginPage(ck, form.stash, form.rd)
 	data.Username = r.PostForm.Get("username")
 	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
-	addr := clientAddr(r)
+	addr := g.clientAddr(r)
 	if g.logins.limiter != nil {
 		if ok, wait := g.logins.limiter.Allow(user, addr); !ok {
 			g.metrics.logins.WithLabelValues("local", "rate_limited").Inc()
@@ -283,13 +282,6 @@ func validID(s string) bool {
 		}
 	}
 	return true
-}
-
-func clientAddr(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
 }
 
 func retryAfter(d time.Duration) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -37,6 +38,10 @@ type Options struct {
 	// PassAccessToken sends the OIDC access token upstream as
 	// X-Forwarded-Access-Token.
 	PassAccessToken bool
+	// TrustedProxies are proxies in front of the gateway: for requests from
+	// them, X-Forwarded-For, -Proto and -Host are believed (the client
+	// address for rate limits, and the chain passed upstream).
+	TrustedProxies []netip.Prefix
 }
 
 // Route sends requests for a host and path prefix to one upstream, under one

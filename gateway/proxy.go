@@ -109,7 +109,7 @@ func (g *Gateway) newProxy(rt *Route) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(rt.Upstream)
-			pr.SetXForwarded()
+			g.setForwarded(pr)
 			dropOwnCookie(pr.Out.Header, g.cookies.Name())
 			if who, ok := pr.In.Context().Value(principalKey{}).(*principal); ok {
 				g.setIdentity(pr.Out.Header, who, rt.Upstream)

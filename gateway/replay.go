@@ -140,13 +140,17 @@ func (g *Gateway) replayRequest(ctx context.Context, r *http.Request, who *princ
 	if in.Header == nil {
 		in.Header = make(http.Header)
 	}
-	if c := r.Header.Values("Cookie"); len(c) > 0 {
-		in.Header["Cookie"] = c
+	// Cookies and the forwarding chain are this request's (the login),
+	// which comes from the same browser as the submission.
+	for _, k := range []string{"Cookie", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+		if v := r.Header.Values(k); len(v) > 0 {
+			in.Header[k] = v
+		}
 	}
 	out := in.Clone(ctx)
 	pr := &httputil.ProxyRequest{In: in, Out: out}
 	pr.SetURL(upstream)
-	pr.SetXForwarded()
+	g.setForwarded(pr)
 	dropOwnCookie(out.Header, g.cookies.Name())
 	g.setIdentity(out.Header, who, upstream)
 	out.Header.Set("X-Postern-Replayed", "true")

@@ -35,6 +35,10 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 	if err != nil {
 		return built{}, err
 	}
+	trusted, err := cfg.Server.TrustedPrefixes()
+	if err != nil {
+		return built{}, fmt.Errorf("trusted_proxy: %w", err)
+	}
 	routes, err := gatewayRoutes(cfg)
 	if err != nil {
 		return built{}, err
@@ -122,6 +126,7 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		SessionTTL:          cfg.SessionTTL,
 		AllowCrossSiteStash: cfg.Stash.CrossSite == "allow",
 		PassAccessToken:     cfg.OIDC.PassAccessToken,
+		TrustedProxies:      trusted,
 	}, parts)
 	if err != nil {
 		return built{}, errors.Join(fmt.Errorf("gateway: %w", err), backend.Close())

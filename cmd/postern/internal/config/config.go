@@ -48,6 +48,9 @@ type Server struct {
 	// PublicURL is the gateway's external base URL; empty derives it from
 	// Listen.
 	PublicURL string
+	// TrustedProxies are the addresses (IP or CIDR) of proxies in front of
+	// the gateway whose X-Forwarded-* headers it believes.
+	TrustedProxies []string
 }
 
 // Route sends requests for a host and path prefix to one upstream.

@@ -70,6 +70,8 @@ func settings() []setting {
 			set: str(func(c *Config) *string { return &c.Server.Listen })},
 		{name: "admin-listen", def: "127.0.0.1:9090", usage: "address of the Prometheus metrics listener; empty disables it",
 			set: str(func(c *Config) *string { return &c.Server.AdminListen })},
+		{name: "trusted-proxy", list: true, usage: "address or CIDR of a proxy in front of postern whose X-Forwarded-For/-Proto/-Host are believed (repeatable)",
+			set: add(func(c *Config) *[]string { return &c.Server.TrustedProxies })},
 		{name: "public-url", usage: "the gateway's external base URL, e.g. https://apps.example.com (default derived from --listen)",
 			set: str(func(c *Config) *string { return &c.Server.PublicURL })},
 		{name: "upstream", usage: "upstream URL for the single-route case (YAML routes: for several)",

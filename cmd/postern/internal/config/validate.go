@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -31,6 +32,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Server.AdminListen); err != nil {
 			add("admin_listen: %q is not host:port (e.g. 127.0.0.1:9090; empty disables metrics)", c.Server.AdminListen)
 		}
+	}
+	if _, err := c.Server.TrustedPrefixes(); err != nil {
+		add("trusted_proxy: %w", err)
 	}
 	if c.Server.PublicURL != "" {
 		if _, err := ParsePublicURL(c.Server.PublicURL); err != nil {
@@ -295,4 +299,23 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// TrustedPrefixes parses TrustedProxies: each an IP address or a CIDR.
+func (s Server) TrustedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for i, v := range s.TrustedProxies {
+		v = strings.TrimSpace(v)
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("entry %d (%q) is not an IP address or CIDR (e.g. 10.0.0.0/8)", i+1, v))
+	}
+	return out, errors.Join(errs...)
 }
