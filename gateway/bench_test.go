@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -58,4 +59,33 @@ func BenchmarkProxyLoggedIn(b *testing.B) {
 			b.ReportMetric(float64(conns.Load())/float64(b.N), "upstream-conns/op")
 		})
 	}
+}
+
+// BenchmarkStashAndReplay measures one whole kept submission: the POST
+// without a session is stashed (307), the login completes it (replay,
+// answer kept, 303), and the answer is shown once at the original URL.
+//
+//	go test -run '^$' -bench StashAndReplay -benchmem ./gateway
+func BenchmarkStashAndReplay(b *testing.B) {
+	for _, size := range []int{1 << 10, 1 << 20} {
+		b.Run(formatSize(size), func(b *testing.B) {
+			e := newBenchEnv(b, nil)
+			body := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				br := e.browser()
+				f := br.submitWhileLoggedOut(http.MethodPost, "/checkout", "application/octet-stream", body)
+				br.follow(br.login(f, testUser, testPassword), http.StatusOK)
+			}
+		})
+	}
+}
+
+func formatSize(n int) string {
+	if n >= 1<<20 {
+		return strconv.Itoa(n>>20) + "MiB"
+	}
+	return strconv.Itoa(n>>10) + "KiB"
 }

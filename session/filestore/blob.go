@@ -152,10 +152,9 @@ func (s *Store) startUpload(ttl time.Duration) (uint64, error) {
 // transaction. The buffers are reused across transactions: bbolt needs a
 // value to stay unchanged only until its transaction commits.
 func (s *Store) writeChunks(ctx context.Context, upload uint64, body io.Reader, limit int64) (size int64, nchunks uint64, err error) {
+	// Buffers are made as the body needs them: a small body costs one chunk,
+	// not a whole batch.
 	bufs := make([][]byte, batchChunks)
-	for i := range bufs {
-		bufs[i] = make([]byte, chunkSize)
-	}
 	lens := make([]int, batchChunks)
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
@@ -163,6 +162,9 @@ func (s *Store) writeChunks(ctx context.Context, upload uint64, body io.Reader, 
 		}
 		filled := 0
 		for filled < batchChunks && !done {
+			if bufs[filled] == nil {
+				bufs[filled] = make([]byte, chunkSize)
+			}
 			n, err := io.ReadFull(body, bufs[filled])
 			switch {
 			case err == io.EOF || err == io.ErrUnexpectedEOF:
