@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 )
@@ -50,9 +51,12 @@ func (g *Gateway) userinfo(w http.ResponseWriter, r *http.Request) {
 }
 
 // forwardAuth is the check for nginx auth_request, Traefik ForwardAuth and
-// Caddy forward_auth: 2xx with identity headers for a valid session, 401
-// otherwise. It cannot stash bodies (the proxy in front does not pass them);
-// see docs/deployment.md.
+// Caddy forward_auth: 200 with identity headers for a valid session allowed
+// on the route of X-Forwarded-Host and X-Forwarded-Uri (or X-Original-URI),
+// 403 when that route's policy refuses or no route matches, 401 without a
+// session. It cannot stash bodies (the proxy in front does not pass them),
+// and it cannot strip client-sent identity headers: the proxy in front must
+// (see docs/deployment.md).
 func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	who, err := g.identify(r.Context(), r, cookieFrom(r.Context()))
 	if err != nil {
@@ -75,7 +79,9 @@ func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	if host == "" {
 		host = r.Host
 	}
-	if ri := g.route(host, strings.SplitN(path, "?", 2)[0]); ri >= 0 && !g.opts.Routes[ri].Policy.Allows(who.identity()) {
+	// No route, no policy to pass: forward auth never lets through what
+	// the gateway itself would not serve.
+	if ri := g.route(host, strings.SplitN(path, "?", 2)[0]); ri < 0 || !g.opts.Routes[ri].Policy.Allows(who.identity()) {
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
@@ -98,12 +104,14 @@ func (g *Gateway) jwks(w http.ResponseWriter, r *http.Request) {
 // any extra conditions (the OIDC provider) hold.
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := g.store.Ping(r.Context()); err != nil {
-		http.Error(w, "store not ready", http.StatusServiceUnavailable)
+		g.log.LogAttrs(r.Context(), slog.LevelWarn, "not ready: store", slog.String("error", err.Error()))
+		http.Error(w, "not ready: store", http.StatusServiceUnavailable)
 		return
 	}
 	if g.ready != nil {
 		if err := g.ready(r.Context()); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			g.log.LogAttrs(r.Context(), slog.LevelWarn, "not ready: identity provider", slog.String("error", err.Error()))
+			http.Error(w, "not ready: identity provider", http.StatusServiceUnavailable)
 			return
 		}
 	}

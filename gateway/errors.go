@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -9,6 +10,10 @@ import (
 
 	"github.com/postern/postern/session"
 )
+
+// statusClientClosed is logged (not seen) for requests whose client went
+// away, as nginx does.
+const statusClientClosed = 499
 
 // httpError is an error with the answer a person or client should get. Its
 // Title and Message are public; Cause is for the log only.
@@ -38,6 +43,11 @@ func (e *httpError) Unwrap() error { return e.Cause }
 // storeError turns a store failure into the answer for it: an unreachable
 // store fails closed with 503.
 func storeError(err error) *httpError {
+	if errors.Is(err, context.Canceled) {
+		// The client went away; nobody reads this answer.
+		return &httpError{Status: statusClientClosed, Code: "client_closed", Title: "Request cancelled",
+			Message: "The request was cancelled.", Cause: err}
+	}
 	if errors.Is(err, session.ErrUnavailable) {
 		return &httpError{
 			Status:  http.StatusServiceUnavailable,
@@ -64,7 +74,7 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if !errors.As(err, &he) {
 		he = storeError(err)
 	}
-	if he.Status >= 500 {
+	if he.Status >= 500 && he.Status != statusClientClosed {
 		g.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", he.Status), slog.String("error", he.Error()))

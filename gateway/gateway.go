@@ -34,6 +34,7 @@ type Gateway struct {
 	refreshes singleflight.Group // one OIDC token refresh per session at a time
 
 	transport http.RoundTripper
+	buffers   httputil.BufferPool      // copy buffers shared by the proxies
 	proxies   []*httputil.ReverseProxy // one per route, same index
 	pages     *pages
 	metrics   *metrics
@@ -77,6 +78,7 @@ func New(opts Options, parts Parts) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics = newMetrics()
+	g.buffers = newBufferPool()
 	for i := range opts.Routes {
 		g.proxies = append(g.proxies, g.newProxy(&opts.Routes[i]))
 	}

@@ -33,15 +33,29 @@ func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.
 			Title: "Login required", Message: "This resource needs a login or a bearer token."})
 		return "unauthenticated"
 	}
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	case http.MethodGet, http.MethodHead:
 		if err := g.saveCookie(w, r, ck); err != nil {
 			g.fail(w, r, err)
 			return "error"
 		}
 		http.Redirect(w, r, loginURL("", r.URL.RequestURI()), http.StatusTemporaryRedirect)
 		return "login"
+	default:
+		// Other methods (OPTIONS, PROPFIND, ...) are not kept across a login.
+		g.fail(w, r, &httpError{Status: http.StatusUnauthorized, Code: "unauthenticated",
+			Title: "Login required", Message: "This request needs a login.", Login: loginURL("", "/")})
+		return "unauthenticated"
 	}
-	if !g.opts.AllowCrossSiteStash && crossSite(r, g.opts.PublicURL) {
+	if strings.HasPrefix(r.URL.RequestURI(), "//") {
+		// After the login the browser is sent back to this address, and
+		// "//host/..." would leave the gateway's origin.
+		g.fail(w, r, &httpError{Status: http.StatusBadRequest, Code: "bad_target", Title: "Submission not kept",
+			Message: "This address cannot be kept across a login. Log in first, then send it again.", Login: loginURL("", "/")})
+		return "bad_target"
+	}
+	if !g.opts.AllowCrossSiteStash && g.crossSite(r) {
 		// The submission is dropped, not kept: a login must never turn a
 		// forged cross-site request into a real one.
 		g.metrics.stashes.WithLabelValues("cross_site").Inc()
@@ -179,8 +193,10 @@ func (g *Gateway) tooLarge(r *http.Request) *httpError {
 }
 
 // crossSite reports whether a submission comes from another site: the
-// browser says so (Sec-Fetch-Site), or its Origin is not the gateway's.
-func crossSite(r *http.Request, public *url.URL) bool {
+// browser says so (Sec-Fetch-Site), or its Origin is neither the gateway's
+// public origin nor the origin of the host it was sent to (routes by host
+// serve several origins).
+func (g *Gateway) crossSite(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "cross-site", "same-site":
 		// same-site is still another origin (a sibling subdomain).
@@ -190,15 +206,15 @@ func crossSite(r *http.Request, public *url.URL) bool {
 	if origin == "" {
 		return false
 	}
-	return !sameOrigin(origin, public)
-}
-
-func sameOrigin(origin string, public *url.URL) bool {
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" {
-		return false // includes Origin: null
+		return true // includes Origin: null
 	}
-	return strings.EqualFold(u.Scheme, public.Scheme) && strings.EqualFold(u.Host, public.Host)
+	public := g.opts.PublicURL
+	if !strings.EqualFold(u.Scheme, public.Scheme) {
+		return true
+	}
+	return !strings.EqualFold(u.Host, public.Host) && !strings.EqualFold(u.Host, r.Host)
 }
 
 // sameOriginPath returns raw as a path on the gateway when it is one (an

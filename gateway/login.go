@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/subtle"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -41,6 +42,12 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ck := cookieFrom(r.Context())
+	if q.Has("stash") && r.Body != nil {
+		// The browser re-sends the original body with the 307. It was
+		// stashed already; read and drop it (within the stash limit), so the
+		// browser is not cut off mid-upload and shows this page.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, g.opts.StashMaxBody+1))
+	}
 	stash, rd := q.Get("stash"), sameOriginPath(q.Get("rd"), g.opts.PublicURL, "/")
 	if !validID(stash) {
 		stash = ""
@@ -56,7 +63,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if who != nil {
 		if stash == "" {
-			http.Redirect(w, r, rd, http.StatusSeeOther)
+			seeOther(w, rd)
 			return
 		}
 		// Logged in already (another tab did it): the person confirms that
@@ -161,7 +168,7 @@ func (g *Gateway) complete(w http.ResponseWriter, r *http.Request, ck *session.C
 			g.fail(w, r, err)
 			return
 		}
-		http.Redirect(w, r, rd, http.StatusSeeOther)
+		seeOther(w, rd)
 		return
 	}
 	g.replay(w, r, ck, who, stash, rd)

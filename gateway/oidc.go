@@ -123,7 +123,9 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 }
 
 // refresh renews an OIDC session's access token shortly before it expires.
-// Concurrent requests of one session share one refresh. A provider that
+// Concurrent requests of one session share one refresh, which runs to its
+// end even if the request that started it goes away (a rotated refresh
+// token that is not saved would end the session). A provider that
 // rejects the refresh token ends the session (the next submission goes
 // through the stash flow again and loses nothing); a provider that cannot be
 // reached leaves the session as it is.
@@ -151,7 +153,7 @@ func (g *Gateway) refresh(ctx context.Context, p *principal) (*principal, error)
 		if tokens.IDToken != "" {
 			rec.IDToken = tokens.IDToken
 		}
-		if err := g.store.SaveSession(ctx, p.sid, rec, rec.Expires.Sub(g.now())); err != nil {
+		if err := g.store.SaveSession(rctx, p.sid, rec, rec.Expires.Sub(g.now())); err != nil {
 			return nil, storeError(err)
 		}
 		return &principal{sid: p.sid, rec: rec}, nil
@@ -166,7 +168,7 @@ func (g *Gateway) refresh(ctx context.Context, p *principal) (*principal, error)
 		return nil, err
 	}
 	g.log.LogAttrs(ctx, slog.LevelInfo, "token refresh rejected, session ended", slog.String("user", p.rec.User), slog.String("error", err.Error()))
-	_ = g.store.DeleteSession(ctx, p.sid)
+	_ = g.store.DeleteSession(context.WithoutCancel(ctx), p.sid)
 	return nil, nil
 }
 

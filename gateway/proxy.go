@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,13 +38,12 @@ func NewTransport() *http.Transport {
 var identityHeaders = []string{"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Access-Token"}
 
 // stripIdentity removes client-sent identity headers and every X-Postern-*
-// header.
+// header, also when spelled with underscores (X-Forwarded_User): servers in
+// the CGI tradition read both spellings as the same variable.
 func stripIdentity(h http.Header) {
-	for _, k := range identityHeaders {
-		h.Del(k)
-	}
 	for k := range h {
-		if strings.HasPrefix(k, "X-Postern-") {
+		name := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		if strings.HasPrefix(name, "X-Postern-") || slices.Contains(identityHeaders, name) {
 			delete(h, k)
 		}
 	}
@@ -117,7 +118,8 @@ func (g *Gateway) newProxy(rt *Route) *httputil.ReverseProxy {
 				stripIdentity(pr.Out.Header)
 			}
 		},
-		Transport: g.transport,
+		Transport:  g.transport,
+		BufferPool: g.buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			g.fail(w, r, upstreamDown(err))
 		},
@@ -129,3 +131,14 @@ func upstreamDown(err error) *httpError {
 		Title: "The application is not answering", Cause: err,
 		Message: "The gateway could not reach the application behind it. Please try again in a moment."}
 }
+
+// bufferPool lends the 32 KiB buffers ReverseProxy copies bodies with, so
+// a proxied request does not allocate one.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }

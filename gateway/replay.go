@@ -10,16 +10,25 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sync/atomic"
+	"time"
 
 	"github.com/postern/postern/session"
 )
+
+// replayTimeout bounds one replay, from taking the stash to the end of the
+// upstream's answer: a hung upstream cannot hold a taken stash forever.
+const replayTimeout = 5 * time.Minute
 
 // replay consumes the stash once and sends it to the upstream, then
 // delivers the answer. Taking the stash is one atomic step in the store,
 // done before anything is sent: of two tabs, a double click or two replicas,
 // exactly one gets it. It is put back only when nothing reached the upstream.
 func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Cookie, who *principal, id, rd string) {
-	ctx := r.Context()
+	// Once taken, the stash is sent whole or not at all, whatever the
+	// browser does meanwhile: the store's reader and the upstream request
+	// run on a context the browser cannot cancel, bounded by replayTimeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), replayTimeout)
+	defer cancel()
 	stored, body, err := g.store.TakeStash(ctx, id)
 	if errors.Is(err, session.ErrNotFound) {
 		if state, serr := g.store.ReplayStateOf(ctx, id); serr == nil && state != session.NotReplayed {
@@ -36,7 +45,7 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 			g.fail(w, r, err)
 			return
 		}
-		http.Redirect(w, r, rd, http.StatusSeeOther)
+		seeOther(w, rd)
 		return
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrCorrupt):
 		g.metrics.replays.WithLabelValues("expired").Inc()
@@ -72,6 +81,7 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 	}
 	if ri < 0 {
 		g.discard(ctx, id, "no_route")
+		g.releasePending(ctx, stored.Owner, id)
 		g.fail(w, r, &httpError{Status: http.StatusNotFound, Code: "no_route", Title: "Not found",
 			Message: "The application this submission was for is no longer configured. It was not sent."})
 		return
@@ -96,18 +106,27 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 		if !wrote.Load() {
 			// Nothing reached the upstream: the stash goes back, untouched,
 			// and the person may retry.
-			if rerr := g.store.RestoreStash(context.WithoutCancel(ctx), id); rerr == nil {
+			rerr := g.store.RestoreStash(ctx, id)
+			_ = g.saveCookie(w, r, ck)
+			if rerr == nil {
 				g.metrics.replays.WithLabelValues("refused_kept").Inc()
 				g.log.LogAttrs(ctx, slog.LevelWarn, "replay refused by upstream, stash kept", slog.String("error", err.Error()))
-				_ = g.saveCookie(w, r, ck)
 				g.fail(w, r, &httpError{Status: http.StatusBadGateway, Code: "upstream_unavailable",
 					Title: "The application is not answering", RetryStash: id, BackURL: rd, Cause: err,
 					Message: "You are logged in, but the application could not be reached. Your submission is kept and was not sent; try again in a moment."})
 				return
 			}
+			// Not sent, and it could not be put back either: say exactly that.
+			g.metrics.replays.WithLabelValues("refused_lost").Inc()
+			g.releasePending(ctx, stored.Owner, id)
+			g.fail(w, r, &httpError{Status: http.StatusBadGateway, Code: "upstream_unavailable",
+				Title: "The application is not answering", BackURL: rd, Cause: errors.Join(err, rerr),
+				Message: "You are logged in, but the application could not be reached, and your submission could not be kept for a retry. It was not sent: please go back and submit it again."})
+			return
 		}
 		g.discard(ctx, id, "failed")
 		g.settle(ctx, id)
+		g.releasePending(ctx, stored.Owner, id)
 		_ = g.saveCookie(w, r, ck)
 		g.fail(w, r, &httpError{Status: http.StatusBadGateway, Code: "upstream_failed",
 			Title: "The application did not answer", BackURL: rd, Cause: err,
@@ -120,7 +139,7 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 	g.metrics.replays.WithLabelValues("replayed").Inc()
 	g.log.LogAttrs(ctx, slog.LevelInfo, "submission replayed", slog.String("user", who.rec.User),
 		slog.String("method", stored.Method), slog.String("path", target.Path), slog.Int("status", resp.StatusCode))
-	g.deliver(w, r, ck, resp, stored, id)
+	g.deliver(w, r, ck, resp, stored, g.opts.Routes[ri].Upstream, id)
 }
 
 // replayRequest builds the request sent upstream for a stash: the stored
@@ -132,9 +151,7 @@ func (g *Gateway) replayRequest(ctx context.Context, r *http.Request, who *princ
 	trace := &httptrace.ClientTrace{
 		WroteHeaderField: func(string, []string) { wrote.Store(true) },
 	}
-	// The replay must finish even if the browser gives up waiting: it was
-	// taken from the store and will not be sent again.
-	ctx = httptrace.WithClientTrace(context.WithoutCancel(ctx), trace)
+	ctx = httptrace.WithClientTrace(ctx, trace)
 	in := &http.Request{Method: stored.Method, URL: target, Host: stored.Host, Header: stored.Header.Clone(),
 		RemoteAddr: r.RemoteAddr, TLS: r.TLS, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	if in.Header == nil {
@@ -171,8 +188,9 @@ func (g *Gateway) settle(ctx context.Context, id string) {
 	}
 }
 
-// discard deletes a consumed stash; a failure only leaves it taken, which
-// can never be replayed, and expires with its TTL.
+// discard deletes a consumed stash and, for a replayed one (why == ""),
+// records that it was replayed. A failure only leaves it taken, which can
+// never be replayed, and expires with its TTL.
 func (g *Gateway) discard(ctx context.Context, id, why string) {
 	if why == "" {
 		if err := g.store.MarkReplayed(context.WithoutCancel(ctx), id, session.Replayed, g.opts.StashTTL); err != nil {

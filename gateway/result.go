@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/session"
@@ -30,30 +31,42 @@ var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy
 // Any other answer is kept and the browser goes (303) to the URL it
 // submitted to, where the answer is shown once: relative links resolve
 // there, and a refresh is a plain GET that submits nothing.
-func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Cookie, resp *http.Response, stored session.Stored, id string) {
+func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Cookie, resp *http.Response, stored session.Stored, upstream *url.URL, id string) {
 	ctx := context.WithoutCancel(r.Context())
 	defer g.settle(ctx, id)
 	if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) {
+		// Only what a redirect needs: where to, and the upstream's cookies
+		// (a "saved" flash message, say).
 		res := session.Result{Status: http.StatusSeeOther, Header: make(http.Header), Owner: ck.BrowserID, URL: stored.URL, Size: 0}
-		copyHeaders(res.Header, resp.Header)
-		if u, err := url.Parse(loc); err == nil {
-			if base, err := url.Parse(stored.URL); err == nil {
-				res.Header.Set("Location", base.ResolveReference(u).String())
-			}
+		res.Header.Set("Location", g.upstreamLocation(loc, stored, upstream))
+		if c := resp.Header.Values("Set-Cookie"); len(c) > 0 {
+			res.Header["Set-Cookie"] = c
 		}
+		res.Header.Set("Cache-Control", "no-store")
 		// Kept too, briefly, for a second completion of the same login (a
 		// double click) that waits for this answer.
 		if _, err := g.store.PutResult(ctx, id, res, http.NoBody, 0, resultTTL); err != nil {
 			g.log.LogAttrs(ctx, slog.LevelWarn, "keeping a replay's redirect failed", slog.String("error", err.Error()))
 		}
+		for k, v := range res.Header {
+			w.Header()[k] = append(w.Header()[k], v...)
+		}
+		// The gateway's cookie is added after the upstream's, never in
+		// place of them.
 		if err := g.saveCookie(w, r, ck); err != nil {
 			g.fail(w, r, err)
 			return
 		}
-		for k, v := range res.Header {
-			w.Header()[k] = v
-		}
 		w.WriteHeader(http.StatusSeeOther)
+		return
+	}
+	if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusResetContent {
+		// Nothing to show: the person lands on the page they submitted to.
+		if err := g.saveCookie(w, r, ck); err != nil {
+			g.fail(w, r, err)
+			return
+		}
+		seeOther(w, stored.URL)
 		return
 	}
 	res := session.Result{Status: resp.StatusCode, Header: make(http.Header), Owner: ck.BrowserID, URL: stored.URL, Size: -1}
@@ -95,7 +108,37 @@ func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Co
 		g.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, stored.URL, http.StatusSeeOther)
+	seeOther(w, stored.URL)
+}
+
+// seeOther answers 303 to a same-origin path exactly as given (without the
+// path cleaning of http.Redirect, which would move the answer away from the
+// URL it waits at).
+func seeOther(w http.ResponseWriter, path string) {
+	w.Header().Set("Location", path)
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// upstreamLocation turns an upstream's redirect target into one for the
+// browser: relative ones resolve against the submitted URL, and absolute
+// ones pointing at the upstream itself become paths on the gateway (the
+// upstream's own address is not the person's to see).
+func (g *Gateway) upstreamLocation(loc string, stored session.Stored, upstream *url.URL) string {
+	u, err := url.Parse(loc)
+	if err != nil {
+		return "/"
+	}
+	if u.Host != "" && strings.EqualFold(u.Host, upstream.Host) {
+		u.Scheme, u.Host, u.User = "", "", nil
+	}
+	if u.Host == "" {
+		base, err := url.Parse(stored.URL)
+		if err != nil {
+			return "/"
+		}
+		u = base.ResolveReference(u)
+	}
+	return u.String()
 }
 
 // streamOversized sends a kept answer (plus what is left of it upstream)
@@ -218,6 +261,14 @@ func (g *Gateway) writeResult(w http.ResponseWriter, res session.Result, body io
 func copyHeaders(dst, src http.Header) {
 	for k, v := range src {
 		dst[k] = append([]string(nil), v...)
+	}
+	// Headers the upstream named in Connection are hop-by-hop too.
+	for _, line := range src.Values("Connection") {
+		for _, name := range strings.Split(line, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				dst.Del(name)
+			}
+		}
 	}
 	for _, k := range hopHeaders {
 		dst.Del(k)

@@ -51,19 +51,7 @@ func TestSecretRotation(t *testing.T) {
 // The whole flow on Redis, and nothing readable at rest: no body, no
 // header, no user name in any key or value.
 func TestRedisStoreFlowAndEncryptionAtRest(t *testing.T) {
-	url := redistest.URLForTest(t)
-	prefix := "gw-" + session.NewID()[:8]
-	e := &env{t: t, up: newUpstream(t), storeDir: t.TempDir()}
-	e.openBackend = func() session.Backend {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s, err := redisstore.Open(ctx, url, redisstore.WithKeyPrefix(prefix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	e.start()
+	e, url, prefix := newRedisEnvAt(t)
 	b := e.browser()
 	secret := "card=4111111111111111&cvv=123&SECRET-MARKER"
 	f := b.submitWhileLoggedOut(http.MethodPost, "/pay?order=SECRET-QUERY", "application/x-www-form-urlencoded", []byte(secret))
@@ -106,4 +94,30 @@ func TestRedisStoreFlowAndEncryptionAtRest(t *testing.T) {
 	if got := e.up.nonGET(); len(got) != 1 || string(got[0].Body) != secret {
 		t.Fatalf("replay over Redis: %+v", got)
 	}
+}
+
+// newRedisEnv is an env whose store is a real Redis.
+func newRedisEnv(t *testing.T) *env {
+	e, _, _ := newRedisEnvAt(t)
+	return e
+}
+
+// newRedisEnvAt is newRedisEnv, also returning the Redis URL and the key
+// prefix the gateway's store uses there.
+func newRedisEnvAt(t *testing.T) (*env, string, string) {
+	t.Helper()
+	url := redistest.URLForTest(t)
+	prefix := "gw-" + session.NewID()[:8]
+	e := &env{t: t, up: newUpstream(t), storeDir: t.TempDir()}
+	e.openBackend = func() session.Backend {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := redisstore.Open(ctx, url, redisstore.WithKeyPrefix(prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	e.start()
+	return e, url, prefix
 }

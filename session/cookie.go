@@ -29,7 +29,6 @@ const (
 
 	defaultCookieName   = "_postern"
 	defaultCookieMaxAge = 7 * 24 * time.Hour
-	cookieValueKey      = "v"
 )
 
 // ErrURLTooLong is returned for a ResultRef whose URL is longer than
@@ -141,6 +140,13 @@ func NewCookies(opts CookieOptions) (*Cookies, error) {
 		SameSite: http.SameSiteLaxMode,
 	}
 	store.MaxAge(int(opts.MaxAge / time.Second))
+	// The payload is already JSON: the codecs carry its bytes as they are,
+	// instead of gob-encoding a map on every request.
+	for _, c := range store.Codecs {
+		if sc, ok := c.(*securecookie.SecureCookie); ok {
+			sc.SetSerializer(securecookie.NopEncoder{})
+		}
+	}
 	return &Cookies{name: opts.Name, store: store}, nil
 }
 
@@ -159,16 +165,16 @@ func (c *Cookies) Name() string { return c.name }
 // and CSRF) when it is missing, tampered with, expired or from a secret no
 // longer configured. It never fails.
 func (c *Cookies) Load(r *http.Request) *Cookie {
-	s, err := c.store.New(r, c.name)
-	if err != nil || s.IsNew {
+	hc, err := r.Cookie(c.name)
+	if err != nil {
 		return freshCookie()
 	}
-	raw, ok := s.Values[cookieValueKey].(string)
-	if !ok {
+	var raw []byte
+	if err := securecookie.DecodeMulti(c.name, hc.Value, &raw, c.store.Codecs...); err != nil {
 		return freshCookie()
 	}
 	var w wireCookie
-	if err := json.Unmarshal([]byte(raw), &w); err != nil || w.BrowserID == "" || w.CSRF == "" {
+	if err := json.Unmarshal(raw, &w); err != nil || w.BrowserID == "" || w.CSRF == "" {
 		return freshCookie()
 	}
 	ck := &Cookie{SID: w.SID, BrowserID: w.BrowserID, CSRF: w.CSRF}
@@ -196,9 +202,7 @@ func (c *Cookies) Save(w http.ResponseWriter, r *http.Request, ck *Cookie) error
 	if over := len(ck.Results) - MaxResults; over > 0 {
 		ck.Results = append([]ResultRef(nil), ck.Results[over:]...)
 	}
-	s := sessions.NewSession(c.store, c.name)
 	opts := *c.store.Options
-	s.Options = &opts
 	for {
 		wc := wireCookie{SID: ck.SID, BrowserID: ck.BrowserID, CSRF: ck.CSRF}
 		for _, ref := range ck.Results {
@@ -208,10 +212,9 @@ func (c *Cookies) Save(w http.ResponseWriter, r *http.Request, ck *Cookie) error
 		if err != nil {
 			return fmt.Errorf("save cookie: %w", err)
 		}
-		s.Values[cookieValueKey] = string(raw)
-		encoded, err := securecookie.EncodeMulti(c.name, s.Values, c.store.Codecs...)
+		encoded, err := securecookie.EncodeMulti(c.name, raw, c.store.Codecs...)
 		if err == nil {
-			hc := sessions.NewCookie(c.name, encoded, s.Options)
+			hc := sessions.NewCookie(c.name, encoded, &opts)
 			if len(hc.String()) <= maxCookieLen {
 				http.SetCookie(w, hc)
 				return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/postern/postern/session"
 )
@@ -236,7 +237,7 @@ func dropUploadTx(tx *bbolt.Tx, upload uint64) error {
 		return err
 	}
 	err := tx.Bucket(bucketChunks).DeleteBucket(u64(upload))
-	if err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
+	if err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 		return err
 	}
 	return nil
