@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/session/redisstore/redistest"
 )
 
 // TestRedisOutageFailsClosedAndRecovers kills the gateway's Redis: a
@@ -17,9 +19,9 @@ import (
 // It always starts its own redis-server (it has to kill it), even when
 // POSTERN_TEST_REDIS_URL is set.
 func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
-	rds := startRedis(t, "--appendonly", "yes")
+	rds := redistest.Start(t, "--appendonly", "yes")
 	up := newRecorder(t)
-	g := newSetup(t, up.URL, rds.url()).start(t)
+	g := newSetup(t, up.URL, rds.URL()).start(t)
 
 	logged := newBrowser(t)
 	logged.loginOnly(g.base)
@@ -28,7 +30,7 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 	f := pending.submitLoggedOut(g.base, http.MethodPost, "/before-outage", formType, []byte("keep=me"))
 	expect(t, newBrowser(t).do(http.MethodGet, g.base+"/.postern/readyz", "", nil), http.StatusOK)
 
-	rds.kill(t)
+	rds.Kill(t)
 	outageStart := time.Now()
 
 	page := expect(t, logged.do(http.MethodGet, g.base+"/hello", "", nil), http.StatusServiceUnavailable)
@@ -49,7 +51,7 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 	// With go-redis defaults (retries, dial retries) each 503 takes a few
 	// seconds; see docs/deployment.md for tuning it in the store URL.
 	t.Logf("the three answers during the outage (two 503 pages, readyz) took %v", time.Since(outageStart))
-	rds.restart(t)
+	rds.Restart(t)
 
 	ready := waitFor(10*time.Second, func() bool {
 		resp := newBrowser(t).do(http.MethodGet, g.base+"/.postern/readyz", "", nil)

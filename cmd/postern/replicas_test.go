@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/session/redisstore/redistest"
 )
 
 // replicas starts two gateway processes sharing one Redis, as two replicas
@@ -14,7 +16,7 @@ import (
 func replicas(t *testing.T) (a, b *gatewayProc, up *recorder) {
 	t.Helper()
 	up = newRecorder(t)
-	s := newSetup(t, up.URL, redisURL(t))
+	s := newSetup(t, up.URL, redistest.URLForTest(t))
 	return s.start(t), s.start(t), up
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/session/redisstore/redistest"
 )
 
 // stores are the two stores a gateway restarts on: the embedded file,
@@ -18,7 +20,7 @@ var stores = []struct {
 	url  func(t *testing.T) string
 }{
 	{"file", func(t *testing.T) string { return "file:" + filepath.Join(t.TempDir(), "store") }},
-	{"redis", func(t *testing.T) string { return redisURL(t) }},
+	{"redis", func(t *testing.T) string { return redistest.URLForTest(t) }},
 }
 
 // TestRestartKeepsPendingSubmissions: five browsers each leave a submission

@@ -195,3 +195,19 @@ func URLForTest(t testing.TB) string {
 	}
 	return Start(t).URL()
 }
+
+// Kill ends the server at once with SIGKILL, as a crash would: what an
+// append-only file holds survives, nothing else is flushed.
+func (s *Server) Kill(t testing.TB) {
+	t.Helper()
+	if s.proc == nil {
+		return
+	}
+	_ = s.proc.Kill()
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("redis-server did not exit after SIGKILL")
+	}
+	s.proc = nil
+}
