@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/postern/postern/session/redisstore/redistest"
 	"io"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/session/redisstore/redistest"
 
 	"github.com/postern/postern/session"
 	"github.com/postern/postern/session/redisstore"

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/postern/postern/session/redisstore/redistest"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/session/redisstore/redistest"
 
 	"github.com/postern/postern/session"
 )

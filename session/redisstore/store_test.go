@@ -5,12 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"github.com/postern/postern/session/sessiontest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/session/sessiontest"
 
 	"github.com/postern/postern/session"
 	"github.com/postern/postern/session/redisstore"
