@@ -207,7 +207,11 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 			g.fail(w, r, err)
 			return
 		}
-		g.pages.render(w, http.StatusOK, "logout", pageData{CSRF: ck.CSRF, LoggedIn: ck.SID != ""})
+		data := pageData{CSRF: ck.CSRF}
+		if who, err := g.identify(r.Context(), r, ck); err == nil && who != nil {
+			data.LoggedIn, data.User = true, who.rec.User
+		}
+		g.pages.render(w, http.StatusOK, "logout", data)
 		return
 	}
 	if _, err := g.parseForm(w, r, ck); err != nil {
