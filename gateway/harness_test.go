@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/gateway"
 	"github.com/postern/postern/gateway/gatewaytest"
@@ -85,11 +83,7 @@ func (e *env) start(opts ...envOption) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users, err := auth.ParseHtpasswd("test", []byte(testUser+":"+string(hash)+"\n"))
+	users, err := auth.ParseHtpasswd("test", gatewaytest.HtpasswdLine(t, testUser, testPassword))
 	if err != nil {
 		t.Fatal(err)
 	}

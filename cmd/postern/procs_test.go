@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/postern/postern/gateway/gatewaytest"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // The public URL every gateway of these tests is configured with: as behind
@@ -111,12 +110,8 @@ type gatewaySetup struct {
 // secret; the caller fills in upstream and store.
 func newSetup(t testing.TB, upstream, store string) *gatewaySetup {
 	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(procPassword), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
 	users := filepath.Join(t.TempDir(), "users.htpasswd")
-	if err := os.WriteFile(users, []byte(procUser+":"+string(hash)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(users, gatewaytest.HtpasswdLine(t, procUser, procPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	key := make([]byte, 32)

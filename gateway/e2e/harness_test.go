@@ -20,8 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/gateway"
 	"github.com/postern/postern/gateway/gatewaytest"
@@ -168,11 +166,7 @@ func startGateway(t *testing.T, upstream, publicURL string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users, err := auth.ParseHtpasswd("e2e", []byte(testUser+":"+string(hash)+"\n"))
+	users, err := auth.ParseHtpasswd("e2e", gatewaytest.HtpasswdLine(t, testUser, testPassword))
 	if err != nil {
 		t.Fatal(err)
 	}
