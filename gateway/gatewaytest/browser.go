@@ -45,7 +45,8 @@ func NewBrowser(t testing.TB, base string) *Browser {
 }
 
 // At returns the same browser (same client and cookies) aimed at another
-// gateway, as behind a load balancer.
+// gateway. Origin stays: replicas behind one load balancer are one origin;
+// set it too for a gateway with a public URL of its own.
 func (b *Browser) At(base string) *Browser {
 	c := *b
 	c.Base = base
