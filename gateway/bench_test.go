@@ -76,8 +76,8 @@ func BenchmarkStashAndReplay(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				br := e.browser()
-				f := br.submitWhileLoggedOut(http.MethodPost, "/checkout", "application/octet-stream", body)
-				br.follow(br.login(f, testUser, testPassword), http.StatusOK)
+				f := br.SubmitWhileLoggedOut(http.MethodPost, "/checkout", "application/octet-stream", body)
+				br.Follow(br.Login(f, testUser, testPassword), http.StatusOK)
 			}
 		})
 	}

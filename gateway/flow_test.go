@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/gateway/gatewaytest"
 )
 
 func multipartBody(t *testing.T, fileSize int) (string, []byte) {
@@ -51,16 +53,16 @@ func TestSubmissionSurvivesLogin(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			b := e.browser()
-			fields := b.submitWhileLoggedOut(tc.method, "/checkout?step=2&x=%2F", tc.ctype, tc.body)
-			if n := len(e.up.requests()); n != 0 {
+			fields := b.SubmitWhileLoggedOut(tc.method, "/checkout?step=2&x=%2F", tc.ctype, tc.body)
+			if n := len(e.up.Requests()); n != 0 {
 				t.Fatalf("upstream saw %d requests before login, want 0", n)
 			}
-			resp := b.login(fields, testUser, testPassword)
-			readBody(t, resp)
+			resp := b.Login(fields, testUser, testPassword)
+			gatewaytest.ReadBody(t, resp)
 			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/checkout?step=2&x=%2F" {
 				t.Fatalf("after login: %d Location %q, want 303 to the original URL", resp.StatusCode, resp.Header.Get("Location"))
 			}
-			got := e.up.nonGET()
+			got := e.up.Submissions()
 			if len(got) != 1 {
 				t.Fatalf("upstream received %d submissions, want exactly 1", len(got))
 			}
@@ -83,16 +85,16 @@ func TestSubmissionSurvivesLogin(t *testing.T) {
 				}
 			}
 			// The answer is shown once at the original URL...
-			page := expectStatus(t, b.do(http.MethodGet, "/checkout?step=2&x=%2F", "", nil), http.StatusOK)
+			page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/checkout?step=2&x=%2F", "", nil), http.StatusOK)
 			if !strings.Contains(page, "app answer #1: "+tc.method) || !strings.Contains(page, "sha="+sha(tc.body)) {
 				t.Fatalf("kept answer not shown at the original URL:\n%s", page)
 			}
 			// ...and a refresh is a plain GET, not a second submission.
-			page = expectStatus(t, b.do(http.MethodGet, "/checkout?step=2&x=%2F", "", nil), http.StatusOK)
+			page = gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/checkout?step=2&x=%2F", "", nil), http.StatusOK)
 			if !strings.Contains(page, "app answer #2: GET") {
 				t.Fatalf("refresh did not reach the upstream as a GET:\n%s", page)
 			}
-			if n := len(e.up.nonGET()); n != 1 {
+			if n := len(e.up.Submissions()); n != 1 {
 				t.Fatalf("upstream received %d submissions after refresh, want 1", n)
 			}
 		})
@@ -102,22 +104,22 @@ func TestSubmissionSurvivesLogin(t *testing.T) {
 func TestGetGoesToLoginAndBack(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	resp := b.do(http.MethodGet, "/orders?page=3", "", nil)
-	readBody(t, resp)
+	resp := b.Do(http.MethodGet, "/orders?page=3", "", nil)
+	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusTemporaryRedirect {
 		t.Fatalf("GET without session: %d, want 307", resp.StatusCode)
 	}
-	page := expectStatus(t, b.do(http.MethodGet, resp.Header.Get("Location"), "", nil), http.StatusOK)
-	f := formFields(page)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, resp.Header.Get("Location"), "", nil), http.StatusOK)
+	f := gatewaytest.HiddenFields(page)
 	if f.Get("rd") != "/orders?page=3" || f.Has("stash") {
 		t.Fatalf("login page fields %v, want rd=/orders?page=3 and no stash", f)
 	}
-	resp = b.login(f, testUser, testPassword)
-	readBody(t, resp)
+	resp = b.Login(f, testUser, testPassword)
+	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/orders?page=3" {
 		t.Fatalf("after login: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	page = expectStatus(t, b.do(http.MethodGet, "/orders?page=3", "", nil), http.StatusOK)
+	page = gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/orders?page=3", "", nil), http.StatusOK)
 	if !strings.Contains(page, "GET /orders?page=3 user=alice") {
 		t.Fatalf("upstream page: %s", page)
 	}
@@ -128,22 +130,22 @@ func TestGetGoesToLoginAndBack(t *testing.T) {
 func TestTwoTabsTwoStashes(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	tabA := b.submitWhileLoggedOut(http.MethodPost, "/cart", "application/x-www-form-urlencoded", []byte("tab=A"))
-	tabB := b.submitWhileLoggedOut(http.MethodPost, "/profile", "application/x-www-form-urlencoded", []byte("tab=B"))
+	tabA := b.SubmitWhileLoggedOut(http.MethodPost, "/cart", "application/x-www-form-urlencoded", []byte("tab=A"))
+	tabB := b.SubmitWhileLoggedOut(http.MethodPost, "/profile", "application/x-www-form-urlencoded", []byte("tab=B"))
 	if tabA.Get("stash") == tabB.Get("stash") {
 		t.Fatal("two submissions share one stash id")
 	}
-	b.follow(b.login(tabA, testUser, testPassword), http.StatusOK)
+	b.Follow(b.Login(tabA, testUser, testPassword), http.StatusOK)
 	// Tab B's login page, reloaded now that tab A logged in, offers to send
 	// its own submission.
-	page := expectStatus(t, b.do(http.MethodGet, "/.postern/login?stash="+tabB.Get("stash")+"&rd=%2Fprofile", "", nil), http.StatusOK)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/.postern/login?stash="+tabB.Get("stash")+"&rd=%2Fprofile", "", nil), http.StatusOK)
 	if !strings.Contains(page, "Send my submission") {
 		t.Fatalf("tab B after tab A's login shows no continue button:\n%s", page)
 	}
-	cont := formFields(page)
-	resp := b.do(http.MethodPost, "/.postern/resume", "application/x-www-form-urlencoded", []byte(cont.Encode()))
-	b.follow(resp, http.StatusOK)
-	got := e.up.nonGET()
+	cont := gatewaytest.HiddenFields(page)
+	resp := b.Do(http.MethodPost, "/.postern/resume", "application/x-www-form-urlencoded", []byte(cont.Encode()))
+	b.Follow(resp, http.StatusOK)
+	got := e.up.Submissions()
 	if len(got) != 2 {
 		t.Fatalf("upstream received %d submissions, want 2", len(got))
 	}
@@ -157,33 +159,33 @@ func TestTwoTabsTwoStashes(t *testing.T) {
 func TestLoginSubmittedTwiceReplaysOnce(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	f := b.submitWhileLoggedOut(http.MethodPost, "/checkout", "application/x-www-form-urlencoded", []byte("order=1"))
-	first := b.login(f, testUser, testPassword)
-	readBody(t, first)
-	second := b.login(f, testUser, testPassword)
-	readBody(t, second)
-	if n := len(e.up.nonGET()); n != 1 {
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/checkout", "application/x-www-form-urlencoded", []byte("order=1"))
+	first := b.Login(f, testUser, testPassword)
+	gatewaytest.ReadBody(t, first)
+	second := b.Login(f, testUser, testPassword)
+	gatewaytest.ReadBody(t, second)
+	if n := len(e.up.Submissions()); n != 1 {
 		t.Fatalf("upstream received %d submissions, want 1", n)
 	}
 	// The browser shows the second answer: it too leads to the result.
 	if second.StatusCode != http.StatusSeeOther || second.Header.Get("Location") != "/checkout" {
 		t.Fatalf("second login submit: %d %q, want 303 /checkout", second.StatusCode, second.Header.Get("Location"))
 	}
-	page := expectStatus(t, b.do(http.MethodGet, "/checkout", "", nil), http.StatusOK)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/checkout", "", nil), http.StatusOK)
 	if !strings.Contains(page, "app answer #1: POST") {
 		t.Fatalf("result after double submit:\n%s", page)
 	}
 	// Once more, after the answer was shown (Back to the login page and
 	// submit again): it says the submission was sent once, at once, rather
 	// than waiting for an answer that will not come.
-	third := b.login(f, testUser, testPassword)
-	readBody(t, third)
-	b.c.Timeout = 10 * time.Second // far below the 30 s a waiting page would take
-	page = b.follow(third, http.StatusGone)
+	third := b.Login(f, testUser, testPassword)
+	gatewaytest.ReadBody(t, third)
+	b.Client.Timeout = 10 * time.Second // far below the 30 s a waiting page would take
+	page = b.Follow(third, http.StatusGone)
 	if !strings.Contains(page, "reached the application once") {
 		t.Fatalf("third submit:\n%s", page)
 	}
-	if n := len(e.up.nonGET()); n != 1 {
+	if n := len(e.up.Submissions()); n != 1 {
 		t.Fatalf("upstream received %d submissions, want 1", n)
 	}
 }
@@ -193,13 +195,13 @@ func TestLoginSubmittedTwiceReplaysOnce(t *testing.T) {
 func TestConcurrentCompletionsReplayOnce(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	f := b.submitWhileLoggedOut(http.MethodPost, "/pay", "application/x-www-form-urlencoded", []byte("amount=100"))
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/pay", "application/x-www-form-urlencoded", []byte("amount=100"))
 	// Log in through a GET-only path, keeping the stash pending.
 	g := url.Values{"csrf": {f.Get("csrf")}, "rd": {"/"}}
-	resp := b.login(g, testUser, testPassword)
-	readBody(t, resp)
-	page := expectStatus(t, b.do(http.MethodGet, "/.postern/login?stash="+f.Get("stash")+"&rd=%2Fpay", "", nil), http.StatusOK)
-	cont := []byte(formFields(page).Encode())
+	resp := b.Login(g, testUser, testPassword)
+	gatewaytest.ReadBody(t, resp)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/.postern/login?stash="+f.Get("stash")+"&rd=%2Fpay", "", nil), http.StatusOK)
+	cont := []byte(gatewaytest.HiddenFields(page).Encode())
 
 	const n = 50
 	var wg sync.WaitGroup
@@ -208,13 +210,13 @@ func TestConcurrentCompletionsReplayOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := b.do(http.MethodPost, "/.postern/resume", "application/x-www-form-urlencoded", cont)
+			r := b.Do(http.MethodPost, "/.postern/resume", "application/x-www-form-urlencoded", cont)
 			r.Body.Close()
 			statuses[i] = r.StatusCode
 		}()
 	}
 	wg.Wait()
-	if got := len(e.up.nonGET()); got != 1 {
+	if got := len(e.up.Submissions()); got != 1 {
 		t.Fatalf("%d racing completions replayed %d times, want 1 (statuses %v)", n, got, statuses)
 	}
 	for i, s := range statuses {
@@ -228,9 +230,9 @@ func TestLargeMultipartByteForByte(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
 	ctype, body := multipartBody(t, 5<<20)
-	f := b.submitWhileLoggedOut(http.MethodPost, "/upload", ctype, body)
-	b.follow(b.login(f, testUser, testPassword), http.StatusOK)
-	got := e.up.nonGET()
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/upload", ctype, body)
+	b.Follow(b.Login(f, testUser, testPassword), http.StatusOK)
+	got := e.up.Submissions()
 	if len(got) != 1 || !bytes.Equal(got[0].Body, body) {
 		t.Fatalf("5 MiB multipart not preserved: %d submissions", len(got))
 	}
@@ -240,12 +242,11 @@ func TestLargeMultipartByteForByte(t *testing.T) {
 func TestStashSurvivesRestart(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	f := b.submitWhileLoggedOut(http.MethodPost, "/checkout", "application/json", []byte(`{"keep":"me"}`))
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/checkout", "application/json", []byte(`{"keep":"me"}`))
 	e.stop()
-	e.start()
-	b.e = e
-	b.follow(b.login(f, testUser, testPassword), http.StatusOK)
-	got := e.up.nonGET()
+	e.start() // on the same address: b goes on with the same base
+	b.Follow(b.Login(f, testUser, testPassword), http.StatusOK)
+	got := e.up.Submissions()
 	if len(got) != 1 || string(got[0].Body) != `{"keep":"me"}` {
 		t.Fatalf("after restart: %d submissions", len(got))
 	}

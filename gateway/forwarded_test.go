@@ -8,6 +8,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/gateway"
+	"github.com/postern/postern/gateway/gatewaytest"
 )
 
 // Behind a trusted proxy the forwarding chain is kept and failed logins are
@@ -24,10 +25,10 @@ func TestTrustedProxies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(o *gateway.Options) { o.TrustedProxies = tc.trusted })
 			b := e.browser()
-			lp := expectStatus(t, b.do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
-			b.follow(b.login(formFields(lp), testUser, testPassword), http.StatusOK)
-			expectStatus(t, b.do(http.MethodGet, "/x", "", nil, "X-Forwarded-For", "203.0.113.7", "X-Forwarded-Proto", "https"), http.StatusOK)
-			reqs := e.up.requests()
+			lp := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
+			b.Follow(b.Login(gatewaytest.HiddenFields(lp), testUser, testPassword), http.StatusOK)
+			gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/x", "", nil, "X-Forwarded-For", "203.0.113.7", "X-Forwarded-Proto", "https"), http.StatusOK)
+			reqs := e.up.Requests()
 			h := reqs[len(reqs)-1].Header
 			if got := h.Get("X-Forwarded-For"); got != tc.wantXFF {
 				t.Errorf("X-Forwarded-For %q, want %q", got, tc.wantXFF)
@@ -43,7 +44,7 @@ func TestTrustedProxies(t *testing.T) {
 	}
 
 	t.Run("login limit per real client", func(t *testing.T) {
-		e := &env{t: t, up: newUpstream(t), storeDir: t.TempDir()}
+		e := &env{t: t, up: gatewaytest.NewUpstream(t), storeDir: t.TempDir()}
 		e.parts = func(p *gateway.Parts, o *gateway.Options) {
 			o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 			p.Limiter = auth.NewLoginLimiter(3, time.Hour, time.Now)
@@ -51,12 +52,12 @@ func TestTrustedProxies(t *testing.T) {
 		e.start()
 		try := func(client, user string) int {
 			b := e.browser()
-			lp := expectStatus(t, b.do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
-			f := formFields(lp)
+			lp := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
+			f := gatewaytest.HiddenFields(lp)
 			f.Set("username", user)
 			f.Set("password", "wrong")
-			resp := b.do(http.MethodPost, "/.postern/login", "application/x-www-form-urlencoded", []byte(f.Encode()), "X-Forwarded-For", client)
-			readBody(t, resp)
+			resp := b.Do(http.MethodPost, "/.postern/login", "application/x-www-form-urlencoded", []byte(f.Encode()), "X-Forwarded-For", client)
+			gatewaytest.ReadBody(t, resp)
 			return resp.StatusCode
 		}
 		for i, user := range []string{"u1", "u2", "u3"} {

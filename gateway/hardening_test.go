@@ -11,28 +11,29 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/gateway"
+	"github.com/postern/postern/gateway/gatewaytest"
 )
 
 // An upstream that answers the replay with a redirect and a cookie of its
 // own (a flash message) does not log the person out: both cookies arrive.
 func TestReplayRedirectKeepsBothCookies(t *testing.T) {
 	e := newEnv(t)
-	e.up.answer = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+	e.up.SetAnswer(func(w http.ResponseWriter, r *http.Request, _ gatewaytest.Request) {
 		if r.Method == http.MethodPost {
 			http.SetCookie(w, &http.Cookie{Name: "flash", Value: "saved", Path: "/"})
 			http.Redirect(w, r, "/thanks", http.StatusSeeOther)
 			return
 		}
 		w.Write([]byte("thanks, flash=" + cookieValue(r, "flash")))
-	}
+	})
 	b := e.browser()
-	f := b.submitWhileLoggedOut(http.MethodPost, "/order", "text/plain", []byte("x"))
-	resp := b.login(f, testUser, testPassword)
-	readBody(t, resp)
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/order", "text/plain", []byte("x"))
+	resp := b.Login(f, testUser, testPassword)
+	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/thanks" {
 		t.Fatalf("after login: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	page := expectStatus(t, b.do(http.MethodGet, "/thanks", "", nil), http.StatusOK)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/thanks", "", nil), http.StatusOK)
 	if page != "thanks, flash=saved" {
 		t.Fatalf("page %q: the upstream's cookie or the session was lost", page)
 	}
@@ -51,16 +52,16 @@ func cookieValue(r *http.Request, name string) string {
 func TestDoubleSlashTargetNotKept(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	expectStatus(t, b.do(http.MethodPost, "//evil.example/phish", "text/plain", []byte("x")), http.StatusBadRequest)
+	gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, "//evil.example/phish", "text/plain", []byte("x")), http.StatusBadRequest)
 	// A double slash inside the path is kept, and the answer waits at
 	// exactly that URL.
-	f := b.submitWhileLoggedOut(http.MethodPost, "/shop//checkout", "text/plain", []byte("y"))
-	resp := b.login(f, testUser, testPassword)
-	readBody(t, resp)
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/shop//checkout", "text/plain", []byte("y"))
+	resp := b.Login(f, testUser, testPassword)
+	gatewaytest.ReadBody(t, resp)
 	if loc := resp.Header.Get("Location"); loc != "/shop//checkout" {
 		t.Fatalf("303 to %q, want /shop//checkout", loc)
 	}
-	page := expectStatus(t, b.do(http.MethodGet, "/shop//checkout", "", nil), http.StatusOK)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/shop//checkout", "", nil), http.StatusOK)
 	if !strings.Contains(page, "app answer #1: POST") {
 		t.Fatalf("kept answer not shown: %s", page)
 	}
@@ -79,8 +80,8 @@ func TestUnderscoreIdentityHeadersStripped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	expectStatus(t, resp, http.StatusOK)
-	got := e.up.requests()
+	gatewaytest.ExpectStatus(t, resp, http.StatusOK)
+	got := e.up.Requests()
 	for k := range got[len(got)-1].Header {
 		if strings.Contains(k, "_") {
 			t.Errorf("%s reached the upstream", k)
@@ -105,7 +106,7 @@ func TestForwardAuthNeedsARoute(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		readBody(t, resp)
+		gatewaytest.ReadBody(t, resp)
 		return resp.StatusCode
 	}
 	for host, want := range map[string]int{"open.internal": 200, "app.internal": 403, "other.internal": 403} {
@@ -144,7 +145,7 @@ func replaySurvivesBrowserLeaving(t *testing.T, e *env) {
 	})
 	b := e.browser()
 	body := bytes.Repeat([]byte("0123456789abcdef"), 256<<10) // 4 MiB
-	f := b.submitWhileLoggedOut(http.MethodPost, "/upload", "application/octet-stream", body)
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/upload", "application/octet-stream", body)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Set("username", testUser)
 	f.Set("password", testPassword)
@@ -154,7 +155,7 @@ func replaySurvivesBrowserLeaving(t *testing.T, e *env) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if resp, err := b.c.Do(req); err == nil {
+		if resp, err := b.Client.Do(req); err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}

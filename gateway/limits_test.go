@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/postern/postern/gateway"
+	"github.com/postern/postern/gateway/gatewaytest"
 )
 
 // One browser may keep only so many submissions waiting; one more gets a
@@ -14,18 +15,18 @@ import (
 func TestPendingSubmissionsPerBrowser(t *testing.T) {
 	e := newEnv(t, func(o *gateway.Options) { o.StashMaxPending = 2 })
 	b := e.browser()
-	first := b.submitWhileLoggedOut(http.MethodPost, "/a", "text/plain", []byte("1"))
-	b.submitWhileLoggedOut(http.MethodPost, "/b", "text/plain", []byte("2"))
-	page := expectStatus(t, b.do(http.MethodPost, "/c", "text/plain", []byte("3")), http.StatusTooManyRequests)
+	first := b.SubmitWhileLoggedOut(http.MethodPost, "/a", "text/plain", []byte("1"))
+	b.SubmitWhileLoggedOut(http.MethodPost, "/b", "text/plain", []byte("2"))
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, "/c", "text/plain", []byte("3")), http.StatusTooManyRequests)
 	if !strings.Contains(page, "2 submissions waiting") {
 		t.Fatalf("429 page does not say why:\n%s", page)
 	}
 	// Another browser is not affected.
-	e.browser().submitWhileLoggedOut(http.MethodPost, "/d", "text/plain", []byte("4"))
+	e.browser().SubmitWhileLoggedOut(http.MethodPost, "/d", "text/plain", []byte("4"))
 	// A replay frees its place.
-	b.follow(b.login(first, testUser, testPassword), http.StatusOK)
-	readBody(t, b.do(http.MethodPost, "/.postern/logout", "application/x-www-form-urlencoded", []byte("csrf="+first.Get("csrf"))))
-	b.submitWhileLoggedOut(http.MethodPost, "/e", "text/plain", []byte("5"))
+	b.Follow(b.Login(first, testUser, testPassword), http.StatusOK)
+	gatewaytest.ReadBody(t, b.Do(http.MethodPost, "/.postern/logout", "application/x-www-form-urlencoded", []byte("csrf="+first.Get("csrf"))))
+	b.SubmitWhileLoggedOut(http.MethodPost, "/e", "text/plain", []byte("5"))
 }
 
 // Past the store's budget, new submissions are refused with a page that
@@ -33,14 +34,14 @@ func TestPendingSubmissionsPerBrowser(t *testing.T) {
 func TestStoreBudget(t *testing.T) {
 	e := newEnv(t, func(o *gateway.Options) { o.StoreBudget = 1 })
 	b := e.browser()
-	page := expectStatus(t, b.do(http.MethodPost, "/a", "text/plain", bytes.Repeat([]byte("x"), 100)), http.StatusServiceUnavailable)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, "/a", "text/plain", bytes.Repeat([]byte("x"), 100)), http.StatusServiceUnavailable)
 	if !strings.Contains(page, "cannot keep more submissions") {
 		t.Fatalf("503 page does not say why:\n%s", page)
 	}
-	lp := expectStatus(t, b.do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
-	b.follow(b.login(formFields(lp), testUser, testPassword), http.StatusOK)
-	expectStatus(t, b.do(http.MethodPost, "/a", "text/plain", []byte("logged in")), http.StatusOK)
-	if got := e.up.nonGET(); len(got) != 1 || string(got[0].Body) != "logged in" {
+	lp := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
+	b.Follow(b.Login(gatewaytest.HiddenFields(lp), testUser, testPassword), http.StatusOK)
+	gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, "/a", "text/plain", []byte("logged in")), http.StatusOK)
+	if got := e.up.Submissions(); len(got) != 1 || string(got[0].Body) != "logged in" {
 		t.Fatalf("upstream: %+v", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/postern/postern/gateway"
+	"github.com/postern/postern/gateway/gatewaytest"
 )
 
 // A cross-site submission without a session is never stashed: 403 with a
@@ -28,14 +29,14 @@ func TestCrossSiteSubmissionIsNotKept(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			b := e.browser()
-			page := expectStatus(t, b.do(http.MethodPost, "/transfer", "application/x-www-form-urlencoded", []byte("to=mallory&amount=1000"), tc.hdr...), http.StatusForbidden)
+			page := gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, "/transfer", "application/x-www-form-urlencoded", []byte("to=mallory&amount=1000"), tc.hdr...), http.StatusForbidden)
 			if !strings.Contains(page, "another site") {
 				t.Errorf("403 page does not say why:\n%s", page)
 			}
 			// Logging in afterwards sends nothing.
-			lp := expectStatus(t, b.do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
-			b.follow(b.login(formFields(lp), testUser, testPassword), http.StatusOK)
-			if n := len(e.up.nonGET()); n != 0 {
+			lp := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
+			b.Follow(b.Login(gatewaytest.HiddenFields(lp), testUser, testPassword), http.StatusOK)
+			if n := len(e.up.Submissions()); n != 0 {
 				t.Fatalf("forged submission reached the upstream %d times", n)
 			}
 		})
@@ -43,8 +44,8 @@ func TestCrossSiteSubmissionIsNotKept(t *testing.T) {
 	t.Run("allowed when configured", func(t *testing.T) {
 		e := newEnv(t, func(o *gateway.Options) { o.AllowCrossSiteStash = true })
 		b := e.browser()
-		resp := b.do(http.MethodPost, "/x", "text/plain", []byte("a"), "Sec-Fetch-Site", "cross-site")
-		readBody(t, resp)
+		resp := b.Do(http.MethodPost, "/x", "text/plain", []byte("a"), "Sec-Fetch-Site", "cross-site")
+		gatewaytest.ReadBody(t, resp)
 		if resp.StatusCode != http.StatusTemporaryRedirect {
 			t.Fatalf("with --cross-site-stash allow: %d, want 307", resp.StatusCode)
 		}
@@ -55,7 +56,7 @@ func TestTooLargeToKeep(t *testing.T) {
 	e := newEnv(t, func(o *gateway.Options) { o.StashMaxBody = 1000 })
 	b := e.browser()
 	body := bytes.Repeat([]byte("x"), 1001)
-	page := expectStatus(t, b.do(http.MethodPost, "/upload", "application/octet-stream", body), http.StatusRequestEntityTooLarge)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, "/upload", "application/octet-stream", body), http.StatusRequestEntityTooLarge)
 	if !strings.Contains(page, "too large to keep") {
 		t.Errorf("413 page does not say the submission was too large to keep:\n%s", page)
 	}
@@ -63,24 +64,24 @@ func TestTooLargeToKeep(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, e.gw.URL+"/upload", struct{ *bytes.Reader }{bytes.NewReader(body)})
 	req.Header.Set("Accept", "text/html")
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := b.c.Do(req)
+	resp, err := b.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	expectStatus(t, resp, http.StatusRequestEntityTooLarge)
+	gatewaytest.ExpectStatus(t, resp, http.StatusRequestEntityTooLarge)
 	// Exactly at the limit is kept.
-	b.submitWhileLoggedOut(http.MethodPost, "/upload", "application/octet-stream", body[:1000])
+	b.SubmitWhileLoggedOut(http.MethodPost, "/upload", "application/octet-stream", body[:1000])
 }
 
 // Tampered or foreign cookies are treated as no session.
 func TestTamperedCookieIsNoSession(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	lp := expectStatus(t, b.do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
-	b.follow(b.login(formFields(lp), testUser, testPassword), http.StatusOK)
+	lp := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
+	b.Follow(b.Login(gatewaytest.HiddenFields(lp), testUser, testPassword), http.StatusOK)
 	u, _ := url.Parse(e.gw.URL)
 	var value string
-	for _, c := range b.jar.Cookies(u) {
+	for _, c := range b.Client.Jar.Cookies(u) {
 		if c.Name == "postern" {
 			value = c.Value
 		}
@@ -92,7 +93,7 @@ func TestTamperedCookieIsNoSession(t *testing.T) {
 	flipped[len(flipped)/2] ^= 1
 	for name, v := range map[string]string{"tampered": string(flipped), "foreign": "MTcwMDAwMDAwMHxmb3JlaWdufGJhZA==", "empty": ""} {
 		t.Run(name, func(t *testing.T) {
-			c := &http.Client{CheckRedirect: b.c.CheckRedirect}
+			c := &http.Client{CheckRedirect: b.Client.CheckRedirect}
 			req, _ := http.NewRequest(http.MethodPost, e.gw.URL+"/checkout", strings.NewReader("a=1"))
 			req.Header.Set("Accept", "text/html")
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -101,13 +102,13 @@ func TestTamperedCookieIsNoSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			readBody(t, resp)
+			gatewaytest.ReadBody(t, resp)
 			if resp.StatusCode != http.StatusTemporaryRedirect {
 				t.Fatalf("%s cookie: %d, want 307 into login", name, resp.StatusCode)
 			}
 		})
 	}
-	if n := len(e.up.nonGET()); n != 0 {
+	if n := len(e.up.Submissions()); n != 0 {
 		t.Fatalf("upstream received %d submissions", n)
 	}
 }
@@ -118,13 +119,13 @@ func TestIdentityHeadersCannotBeForged(t *testing.T) {
 	b := e.browser()
 	forged := []string{"X-Forwarded-User", "admin", "X-Forwarded-Email", "admin@corp", "X-Forwarded-Groups", "admins", "X-Postern-Replayed", "true", "X-Postern-Assertion", "forged"}
 	// Stashed and replayed.
-	resp := b.do(http.MethodPost, "/a", "text/plain", []byte("1"), forged...)
-	readBody(t, resp)
-	page := expectStatus(t, b.do(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("1"), forged...), http.StatusOK)
-	b.follow(b.login(formFields(page), testUser, testPassword), http.StatusOK)
+	resp := b.Do(http.MethodPost, "/a", "text/plain", []byte("1"), forged...)
+	gatewaytest.ReadBody(t, resp)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("1"), forged...), http.StatusOK)
+	b.Follow(b.Login(gatewaytest.HiddenFields(page), testUser, testPassword), http.StatusOK)
 	// Proxied with a session.
-	expectStatus(t, b.do(http.MethodGet, "/b", "", nil, forged...), http.StatusOK)
-	for _, r := range e.up.requests() {
+	gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/b", "", nil, forged...), http.StatusOK)
+	for _, r := range e.up.Requests() {
 		if r.Header.Get("X-Forwarded-User") != testUser || r.Header.Get("X-Forwarded-Email") != "" || r.Header.Get("X-Forwarded-Groups") != "" || r.Header.Get("X-Postern-Assertion") != "" {
 			t.Errorf("%s %s: forged identity reached the upstream: %v", r.Method, r.Path, r.Header)
 		}
@@ -152,7 +153,7 @@ func TestAPIClientsGet401(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body := expectStatus(t, resp, http.StatusUnauthorized)
+			body := gatewaytest.ExpectStatus(t, resp, http.StatusUnauthorized)
 			var v map[string]string
 			if err := json.Unmarshal([]byte(body), &v); err != nil || v["error"] != "unauthenticated" {
 				t.Errorf("401 body is not the JSON error: %q", body)
@@ -169,11 +170,11 @@ func TestReturnURLsStayOnTheGateway(t *testing.T) {
 	e := newEnv(t)
 	for _, rd := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"} {
 		b := e.browser()
-		lp := expectStatus(t, b.do(http.MethodGet, "/.postern/login?rd="+url.QueryEscape(rd), "", nil), http.StatusOK)
-		f := formFields(lp)
+		lp := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/.postern/login?rd="+url.QueryEscape(rd), "", nil), http.StatusOK)
+		f := gatewaytest.HiddenFields(lp)
 		f.Set("rd", rd) // a forged form field is checked again on POST
-		resp := b.login(f, testUser, testPassword)
-		readBody(t, resp)
+		resp := b.Login(f, testUser, testPassword)
+		gatewaytest.ReadBody(t, resp)
 		if loc := resp.Header.Get("Location"); loc != "/" {
 			t.Errorf("rd=%q: redirected to %q, want /", rd, loc)
 		}
@@ -185,32 +186,32 @@ func TestReturnURLsStayOnTheGateway(t *testing.T) {
 func TestUpstreamRefusedKeepsStash(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	f := b.submitWhileLoggedOut(http.MethodPost, "/checkout", "application/x-www-form-urlencoded", []byte("order=7"))
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/checkout", "application/x-www-form-urlencoded", []byte("order=7"))
 	addr := e.up.Listener.Addr().String()
 	e.up.Close()
-	page := expectStatus(t, b.login(f, testUser, testPassword), http.StatusBadGateway)
+	page := gatewaytest.ExpectStatus(t, b.Login(f, testUser, testPassword), http.StatusBadGateway)
 	if !strings.Contains(page, "Try again") {
 		t.Fatalf("no retry offered:\n%s", page)
 	}
-	retry := formFields(page)
+	retry := gatewaytest.HiddenFields(page)
 	// The upstream comes back on the same address.
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("cannot listen on %s again: %v", addr, err)
 	}
-	back := newUpstream(t)
+	back := gatewaytest.NewUpstream(t)
 	back.Close()
 	back2 := &http.Server{Handler: back.Config.Handler}
 	go back2.Serve(l)
 	t.Cleanup(func() { back2.Close() })
-	b.follow(b.do(http.MethodPost, "/.postern/resume", "application/x-www-form-urlencoded", []byte(retry.Encode())), http.StatusOK)
-	if got := back.nonGET(); len(got) != 1 || string(got[0].Body) != "order=7" {
+	b.Follow(b.Do(http.MethodPost, "/.postern/resume", "application/x-www-form-urlencoded", []byte(retry.Encode())), http.StatusOK)
+	if got := back.Submissions(); len(got) != 1 || string(got[0].Body) != "order=7" {
 		t.Fatalf("after retry: %d submissions", len(got))
 	}
 	// A second retry does not send it again.
-	resp := b.do(http.MethodPost, "/.postern/resume", "application/x-www-form-urlencoded", []byte(retry.Encode()))
-	readBody(t, resp)
-	if got := back.nonGET(); len(got) != 1 {
+	resp := b.Do(http.MethodPost, "/.postern/resume", "application/x-www-form-urlencoded", []byte(retry.Encode()))
+	gatewaytest.ReadBody(t, resp)
+	if got := back.Submissions(); len(got) != 1 {
 		t.Fatalf("second retry replayed again: %d submissions", len(got))
 	}
 }
@@ -218,33 +219,33 @@ func TestUpstreamRefusedKeepsStash(t *testing.T) {
 // An upstream redirect after the replay passes through, as a 303.
 func TestUpstreamRedirectPassesThrough(t *testing.T) {
 	e := newEnv(t)
-	e.up.answer = func(w http.ResponseWriter, r *http.Request, body []byte) {
+	e.up.SetAnswer(func(w http.ResponseWriter, r *http.Request, _ gatewaytest.Request) {
 		if r.Method == http.MethodPost {
 			http.Redirect(w, r, "thanks?order=9", http.StatusTemporaryRedirect)
 			return
 		}
 		w.Write([]byte("thanks page"))
-	}
+	})
 	b := e.browser()
-	f := b.submitWhileLoggedOut(http.MethodPost, "/shop/checkout", "application/x-www-form-urlencoded", []byte("x=1"))
-	resp := b.login(f, testUser, testPassword)
-	readBody(t, resp)
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/shop/checkout", "application/x-www-form-urlencoded", []byte("x=1"))
+	resp := b.Login(f, testUser, testPassword)
+	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/shop/thanks?order=9" {
 		t.Fatalf("upstream redirect: %d %q, want 303 /shop/thanks?order=9", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	// The login form sent again (a double click) leads to the same place,
 	// and nothing is sent twice.
-	again := b.login(f, testUser, testPassword)
-	readBody(t, again)
+	again := b.Login(f, testUser, testPassword)
+	gatewaytest.ReadBody(t, again)
 	if again.StatusCode != http.StatusSeeOther || again.Header.Get("Location") != "/shop/checkout" {
 		t.Fatalf("second login: %d %q", again.StatusCode, again.Header.Get("Location"))
 	}
-	shown := b.do(http.MethodGet, "/shop/checkout", "", nil)
-	readBody(t, shown)
+	shown := b.Do(http.MethodGet, "/shop/checkout", "", nil)
+	gatewaytest.ReadBody(t, shown)
 	if shown.StatusCode != http.StatusSeeOther || shown.Header.Get("Location") != "/shop/thanks?order=9" {
 		t.Fatalf("kept redirect: %d %q", shown.StatusCode, shown.Header.Get("Location"))
 	}
-	if n := len(e.up.nonGET()); n != 1 {
+	if n := len(e.up.Submissions()); n != 1 {
 		t.Fatalf("upstream received %d submissions", n)
 	}
 }
@@ -253,9 +254,9 @@ func TestUpstreamRedirectPassesThrough(t *testing.T) {
 func TestUnknownStashSaysSo(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	f := b.submitWhileLoggedOut(http.MethodPost, "/checkout", "text/plain", []byte("x"))
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/checkout", "text/plain", []byte("x"))
 	f.Set("stash", "AAAAAAAAAAAAAAAAAAAAAA")
-	page := expectStatus(t, b.login(f, testUser, testPassword), http.StatusGone)
+	page := gatewaytest.ExpectStatus(t, b.Login(f, testUser, testPassword), http.StatusGone)
 	if !strings.Contains(page, "expired") || !strings.Contains(page, `href="/checkout"`) {
 		t.Fatalf("expired page:\n%s", page)
 	}
@@ -265,19 +266,19 @@ func TestUnknownStashSaysSo(t *testing.T) {
 func TestForeignStashNotReplayed(t *testing.T) {
 	e := newEnv(t)
 	victim := e.browser()
-	f := victim.submitWhileLoggedOut(http.MethodPost, "/checkout", "text/plain", []byte("victim"))
+	f := victim.SubmitWhileLoggedOut(http.MethodPost, "/checkout", "text/plain", []byte("victim"))
 	attacker := e.browser()
-	lp := expectStatus(t, attacker.do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
-	af := formFields(lp)
+	lp := gatewaytest.ExpectStatus(t, attacker.Do(http.MethodGet, "/.postern/login", "", nil), http.StatusOK)
+	af := gatewaytest.HiddenFields(lp)
 	af.Set("stash", f.Get("stash"))
-	resp := attacker.login(af, testUser, testPassword)
-	readBody(t, resp)
-	if n := len(e.up.nonGET()); n != 0 {
+	resp := attacker.Login(af, testUser, testPassword)
+	gatewaytest.ReadBody(t, resp)
+	if n := len(e.up.Submissions()); n != 0 {
 		t.Fatalf("another browser replayed the stash")
 	}
 	// The owner still can.
-	victim.follow(victim.login(f, testUser, testPassword), http.StatusOK)
-	if n := len(e.up.nonGET()); n != 1 {
+	victim.Follow(victim.Login(f, testUser, testPassword), http.StatusOK)
+	if n := len(e.up.Submissions()); n != 1 {
 		t.Fatalf("owner's replay: %d", n)
 	}
 }
@@ -286,18 +287,18 @@ func TestForeignStashNotReplayed(t *testing.T) {
 func TestFailedLoginKeepsStash(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
-	f := b.submitWhileLoggedOut(http.MethodPost, "/checkout", "text/plain", []byte("keep"))
-	page := expectStatus(t, b.login(f, testUser, "wrong"), http.StatusUnauthorized)
-	if !strings.Contains(page, "Wrong username or password") || formFields(page).Get("stash") != f.Get("stash") {
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/checkout", "text/plain", []byte("keep"))
+	page := gatewaytest.ExpectStatus(t, b.Login(f, testUser, "wrong"), http.StatusUnauthorized)
+	if !strings.Contains(page, "Wrong username or password") || gatewaytest.HiddenFields(page).Get("stash") != f.Get("stash") {
 		t.Fatalf("failed login page:\n%s", page)
 	}
 	noCSRF := url.Values{"stash": {f.Get("stash")}, "rd": {"/checkout"}}
-	expectStatus(t, b.login(noCSRF, testUser, testPassword), http.StatusForbidden)
-	if n := len(e.up.nonGET()); n != 0 {
+	gatewaytest.ExpectStatus(t, b.Login(noCSRF, testUser, testPassword), http.StatusForbidden)
+	if n := len(e.up.Submissions()); n != 0 {
 		t.Fatal("replayed without a valid login")
 	}
-	b.follow(b.login(f, testUser, testPassword), http.StatusOK)
-	if n := len(e.up.nonGET()); n != 1 {
+	b.Follow(b.Login(f, testUser, testPassword), http.StatusOK)
+	if n := len(e.up.Submissions()); n != 1 {
 		t.Fatalf("replays: %d", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/postern/postern/gateway/gatewaytest"
 	"github.com/postern/postern/session"
 	"github.com/postern/postern/session/redisstore"
 	"github.com/postern/postern/session/redisstore/redistest"
@@ -20,32 +21,32 @@ import (
 // secret, so dropping the old one later loses nothing made since.
 func TestSecretRotation(t *testing.T) {
 	oldSecret, newSecret := bytes.Repeat([]byte("o"), 32), bytes.Repeat([]byte("n"), 32)
-	e := &env{t: t, up: newUpstream(t), storeDir: t.TempDir(), secrets: [][]byte{oldSecret}}
+	e := &env{t: t, up: gatewaytest.NewUpstream(t), storeDir: t.TempDir(), secrets: [][]byte{oldSecret}}
 	e.start()
 	b := e.browser()
-	f := b.submitWhileLoggedOut(http.MethodPost, "/old", "text/plain", []byte("made under the old secret"))
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/old", "text/plain", []byte("made under the old secret"))
 
 	e.stop()
 	e.secrets = [][]byte{newSecret, oldSecret}
 	e.start()
-	b.follow(b.login(f, testUser, testPassword), http.StatusOK)
-	if got := e.up.nonGET(); len(got) != 1 || string(got[0].Body) != "made under the old secret" {
+	b.Follow(b.Login(f, testUser, testPassword), http.StatusOK)
+	if got := e.up.Submissions(); len(got) != 1 || string(got[0].Body) != "made under the old secret" {
 		t.Fatalf("old stash after rotation: %+v", got)
 	}
 	// A new stash, sealed under the new secret only.
 	b2 := e.browser()
-	f2 := b2.submitWhileLoggedOut(http.MethodPost, "/new", "text/plain", []byte("made under the new secret"))
+	f2 := b2.SubmitWhileLoggedOut(http.MethodPost, "/new", "text/plain", []byte("made under the new secret"))
 
 	e.stop()
 	e.secrets = [][]byte{newSecret}
 	e.start()
-	b2.follow(b2.login(f2, testUser, testPassword), http.StatusOK)
-	if got := e.up.nonGET(); len(got) != 2 || string(got[1].Body) != "made under the new secret" {
+	b2.Follow(b2.Login(f2, testUser, testPassword), http.StatusOK)
+	if got := e.up.Submissions(); len(got) != 2 || string(got[1].Body) != "made under the new secret" {
 		t.Fatalf("new stash after dropping the old secret: %+v", got)
 	}
 	// The first browser's cookie was written under the old secret before
 	// the rotation and rewritten since: its session still holds.
-	expectStatus(t, b.do(http.MethodGet, "/still-in", "", nil), http.StatusOK)
+	gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/still-in", "", nil), http.StatusOK)
 }
 
 // The whole flow on Redis, and nothing readable at rest: no body, no
@@ -54,7 +55,7 @@ func TestRedisStoreFlowAndEncryptionAtRest(t *testing.T) {
 	e, url, prefix := newRedisEnvAt(t)
 	b := e.browser()
 	secret := "card=4111111111111111&cvv=123&SECRET-MARKER"
-	f := b.submitWhileLoggedOut(http.MethodPost, "/pay?order=SECRET-QUERY", "application/x-www-form-urlencoded", []byte(secret))
+	f := b.SubmitWhileLoggedOut(http.MethodPost, "/pay?order=SECRET-QUERY", "application/x-www-form-urlencoded", []byte(secret))
 
 	opts, err := redis.ParseURL(url)
 	if err != nil {
@@ -90,8 +91,8 @@ func TestRedisStoreFlowAndEncryptionAtRest(t *testing.T) {
 			}
 		}
 	}
-	b.follow(b.login(f, testUser, testPassword), http.StatusOK)
-	if got := e.up.nonGET(); len(got) != 1 || string(got[0].Body) != secret {
+	b.Follow(b.Login(f, testUser, testPassword), http.StatusOK)
+	if got := e.up.Submissions(); len(got) != 1 || string(got[0].Body) != secret {
 		t.Fatalf("replay over Redis: %+v", got)
 	}
 }
@@ -108,7 +109,7 @@ func newRedisEnvAt(t *testing.T) (*env, string, string) {
 	t.Helper()
 	url := redistest.URLForTest(t)
 	prefix := "gw-" + session.NewID()[:8]
-	e := &env{t: t, up: newUpstream(t), storeDir: t.TempDir()}
+	e := &env{t: t, up: gatewaytest.NewUpstream(t), storeDir: t.TempDir()}
 	e.openBackend = func() session.Backend {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

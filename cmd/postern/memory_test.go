@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/gateway/gatewaytest"
 )
 
 const (
@@ -122,7 +124,7 @@ func TestLargeUploadBoundedMemory(t *testing.T) {
 	g := s.start(t)
 	b := newBrowser(t)
 	// Warm up the paths the upload takes (pages, cookies, store).
-	b.submitLoggedOut(g.base, http.MethodPost, "/warmup", formType, []byte("x=1"))
+	b.At(g.base).SubmitWhileLoggedOut(http.MethodPost, "/warmup", formType, []byte("x=1"))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -135,34 +137,34 @@ func TestLargeUploadBoundedMemory(t *testing.T) {
 
 	u := newUpload(t)
 	sent := sha256.New()
-	resp, err := b.send(ctx, http.MethodPost, g.base+"/upload", u.ctype, io.TeeReader(u.body(), sent), u.size())
+	resp, err := b.Send(ctx, http.MethodPost, g.base+"/upload", u.ctype, io.TeeReader(u.body(), sent), u.size())
 	if err != nil {
 		t.Fatal(err)
 	}
-	readAll(t, resp)
+	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusTemporaryRedirect {
 		t.Fatalf("64 MiB upload without a session: status %d, want 307", resp.StatusCode)
 	}
 	stashed := time.Since(start)
 	// The browser follows the 307 with the same body; the login does not
 	// read it (it was stashed once).
-	resp, err = b.send(ctx, http.MethodPost, g.base+resp.Header.Get("Location"), u.ctype, u.body(), u.size())
+	resp, err = b.Send(ctx, http.MethodPost, g.base+resp.Header.Get("Location"), u.ctype, u.body(), u.size())
 	if err != nil {
 		t.Fatalf("following the 307 with the body: %v", err)
 	}
-	f := hiddenFields(expect(t, resp, http.StatusOK))
+	f := gatewaytest.HiddenFields(gatewaytest.ExpectStatus(t, resp, http.StatusOK))
 
-	resp = b.login(g.base, f)
-	readAll(t, resp)
+	resp = b.At(g.base).Login(f, procUser, procPassword)
+	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/upload" {
 		t.Fatalf("login: status %d, Location %q; want 303 to /upload", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	replayed := time.Since(start)
-	page := expect(t, b.do(http.MethodGet, g.base+"/upload", "", nil), http.StatusOK)
+	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, g.base+"/upload", "", nil), http.StatusOK)
 	peak, samples, errs := sampler.done()
 
-	var got []seen
-	for _, r := range up.submissions() {
+	var got []gatewaytest.Request
+	for _, r := range up.Submissions() {
 		if r.URI == "/upload" {
 			got = append(got, r)
 		}
@@ -171,8 +173,8 @@ func TestLargeUploadBoundedMemory(t *testing.T) {
 		t.Fatalf("the upload reached the upstream %d times, want once", len(got))
 	}
 	want := hex.EncodeToString(sent.Sum(nil))
-	if got[0].Size != u.size() || got[0].SHA != want || got[0].Err != nil {
-		t.Errorf("upstream got %d bytes sha256 %s (read error %v); sent %d bytes sha256 %s", got[0].Size, got[0].SHA, got[0].Err, u.size(), want)
+	if got[0].Size != u.size() || got[0].SHA256 != want || got[0].Err != nil {
+		t.Errorf("upstream got %d bytes sha256 %s (read error %v); sent %d bytes sha256 %s", got[0].Size, got[0].SHA256, got[0].Err, u.size(), want)
 	}
 	if !strings.Contains(page, "POST /upload user=alice replayed=true") {
 		t.Errorf("result page:\n%.400s", page)

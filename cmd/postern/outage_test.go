@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/gateway/gatewaytest"
 	"github.com/postern/postern/session/redisstore/redistest"
 )
 
@@ -24,27 +25,27 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 	g := newSetup(t, up.URL, rds.URL()).start(t)
 
 	logged := newBrowser(t)
-	logged.loginOnly(g.base)
-	expect(t, logged.do(http.MethodGet, g.base+"/hello", "", nil), http.StatusOK)
+	loginOnly(t, logged.At(g.base))
+	gatewaytest.ExpectStatus(t, logged.Do(http.MethodGet, g.base+"/hello", "", nil), http.StatusOK)
 	pending := newBrowser(t)
-	f := pending.submitLoggedOut(g.base, http.MethodPost, "/before-outage", formType, []byte("keep=me"))
-	expect(t, newBrowser(t).do(http.MethodGet, g.base+"/.postern/readyz", "", nil), http.StatusOK)
+	f := pending.At(g.base).SubmitWhileLoggedOut(http.MethodPost, "/before-outage", formType, []byte("keep=me"))
+	gatewaytest.ExpectStatus(t, newBrowser(t).Do(http.MethodGet, g.base+"/.postern/readyz", "", nil), http.StatusOK)
 
 	rds.Kill(t)
 	outageStart := time.Now()
 
-	page := expect(t, logged.do(http.MethodGet, g.base+"/hello", "", nil), http.StatusServiceUnavailable)
+	page := gatewaytest.ExpectStatus(t, logged.Do(http.MethodGet, g.base+"/hello", "", nil), http.StatusServiceUnavailable)
 	if !strings.Contains(page, "cannot reach its store") {
 		t.Errorf("503 page with a session:\n%.600s", page)
 	}
 	stranger := newBrowser(t)
-	resp := stranger.do(http.MethodPost, g.base+"/during-outage", formType, []byte("lost=yes"))
-	page = readAll(t, resp)
+	resp := stranger.Do(http.MethodPost, g.base+"/during-outage", formType, []byte("lost=yes"))
+	page = gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(page, "Nothing you sent was kept") {
 		t.Errorf("submission without a session during the outage: status %d, want 503:\n%.600s", resp.StatusCode, page)
 	}
-	expect(t, newBrowser(t).do(http.MethodGet, g.base+"/.postern/readyz", "", nil), http.StatusServiceUnavailable)
-	for _, s := range up.submissions() {
+	gatewaytest.ExpectStatus(t, newBrowser(t).Do(http.MethodGet, g.base+"/.postern/readyz", "", nil), http.StatusServiceUnavailable)
+	for _, s := range up.Submissions() {
 		t.Errorf("the upstream got %s %s during the outage", s.Method, s.URI)
 	}
 
@@ -54,26 +55,26 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 	rds.Restart(t)
 
 	ready := waitFor(10*time.Second, func() bool {
-		resp := newBrowser(t).do(http.MethodGet, g.base+"/.postern/readyz", "", nil)
-		readAll(t, resp)
+		resp := newBrowser(t).Do(http.MethodGet, g.base+"/.postern/readyz", "", nil)
+		gatewaytest.ReadBody(t, resp)
 		return resp.StatusCode == http.StatusOK
 	})
 	if !ready {
 		t.Fatalf("readyz not 200 within 10s of Redis coming back; log:\n%s", g.out.String())
 	}
-	resp = pending.login(g.base, f)
-	readAll(t, resp)
+	resp = pending.At(g.base).Login(f, procUser, procPassword)
+	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/before-outage" {
 		t.Fatalf("login after the outage: status %d, Location %q; want 303 to /before-outage", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	page = expect(t, pending.do(http.MethodGet, g.base+"/before-outage", "", nil), http.StatusOK)
+	page = gatewaytest.ExpectStatus(t, pending.Do(http.MethodGet, g.base+"/before-outage", "", nil), http.StatusOK)
 	if !strings.Contains(page, "POST /before-outage user=alice replayed=true") {
 		t.Errorf("result after the outage:\n%.600s", page)
 	}
-	expect(t, logged.do(http.MethodGet, g.base+"/hello", "", nil), http.StatusOK)
+	gatewaytest.ExpectStatus(t, logged.Do(http.MethodGet, g.base+"/hello", "", nil), http.StatusOK)
 
-	got := up.submissions()
-	if len(got) != 1 || got[0].URI != "/before-outage" || got[0].Head != "keep=me" {
+	got := up.Submissions()
+	if len(got) != 1 || got[0].URI != "/before-outage" || string(got[0].Body) != "keep=me" {
 		t.Errorf("upstream submissions %+v, want /before-outage once", got)
 	}
 }

@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/gateway/gatewaytest"
 	"github.com/postern/postern/session/redisstore/redistest"
 )
 
 // replicas starts two gateway processes sharing one Redis, as two replicas
 // behind a load balancer: same secret, users, upstream and public URL.
-func replicas(t *testing.T) (a, b *gatewayProc, up *recorder) {
+func replicas(t *testing.T) (a, b *gatewayProc, up *gatewaytest.Upstream) {
 	t.Helper()
 	up = newRecorder(t)
 	s := newSetup(t, up.URL, redistest.URLForTest(t))
@@ -27,35 +28,35 @@ func TestReplicasStashOnOneCompleteOnOther(t *testing.T) {
 	a, b, up := replicas(t)
 	br := newBrowser(t)
 	body := []byte("item=Green+mug&quantity=2")
-	f := br.submitLoggedOut(a.base, http.MethodPost, "/checkout?cart=7", formType, body)
-	if n := len(up.submissions()); n != 0 {
+	f := br.At(a.base).SubmitWhileLoggedOut(http.MethodPost, "/checkout?cart=7", formType, body)
+	if n := len(up.Submissions()); n != 0 {
 		t.Fatalf("the upstream got %d submissions before the login", n)
 	}
 
-	resp := br.login(b.base, f)
-	readAll(t, resp)
+	resp := br.At(b.base).Login(f, procUser, procPassword)
+	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/checkout?cart=7" {
 		t.Fatalf("login on replica B: status %d, Location %q; want 303 to /checkout?cart=7", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	got := up.submissions()
+	got := up.Submissions()
 	if len(got) != 1 {
 		t.Fatalf("replayed %d times, want once", len(got))
 	}
-	if s := got[0]; s.Method != http.MethodPost || s.URI != "/checkout?cart=7" || s.Head != string(body) ||
-		s.User != procUser || s.Replayed != "true" {
+	if s := got[0]; s.Method != http.MethodPost || s.URI != "/checkout?cart=7" || string(s.Body) != string(body) ||
+		s.Header.Get("X-Forwarded-User") != procUser || s.Header.Get("X-Postern-Replayed") != "true" {
 		t.Errorf("upstream saw %+v", s)
 	}
 
-	page := expect(t, br.do(http.MethodGet, a.base+"/checkout?cart=7", "", nil), http.StatusOK)
+	page := gatewaytest.ExpectStatus(t, br.Do(http.MethodGet, a.base+"/checkout?cart=7", "", nil), http.StatusOK)
 	if !strings.Contains(page, "app answer #1: POST /checkout?cart=7 user=alice replayed=true") {
 		t.Errorf("replica A did not show the kept answer:\n%.600s", page)
 	}
 	// Shown once: the next visit is a plain GET through to the app.
-	again := expect(t, br.do(http.MethodGet, a.base+"/checkout?cart=7", "", nil), http.StatusOK)
+	again := gatewaytest.ExpectStatus(t, br.Do(http.MethodGet, a.base+"/checkout?cart=7", "", nil), http.StatusOK)
 	if !strings.Contains(again, "GET /checkout?cart=7") {
 		t.Errorf("second visit:\n%.600s", again)
 	}
-	if n := len(up.submissions()); n != 1 {
+	if n := len(up.Submissions()); n != 1 {
 		t.Errorf("%d submissions upstream after the visits, want 1", n)
 	}
 }
@@ -65,9 +66,9 @@ func TestReplicasStashOnOneCompleteOnOther(t *testing.T) {
 func TestReplicasConcurrentCompletionsReplayOnce(t *testing.T) {
 	a, b, up := replicas(t)
 	br := newBrowser(t)
-	f := br.submitLoggedOut(a.base, http.MethodPost, "/pay", formType, []byte("amount=100"))
-	br.loginOnly(b.base)
-	cont := br.continueFields(a.base, f)
+	f := br.At(a.base).SubmitWhileLoggedOut(http.MethodPost, "/pay", formType, []byte("amount=100"))
+	loginOnly(t, br.At(b.base))
+	cont := continueFields(t, br.At(a.base), f)
 
 	const n = 50
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -81,7 +82,7 @@ func TestReplicasConcurrentCompletionsReplayOnce(t *testing.T) {
 			base = b.base
 		}
 		wg.Go(func() {
-			resp, err := br.send(ctx, http.MethodPost, base+"/.postern/resume", formType, strings.NewReader(string(cont)), int64(len(cont)))
+			resp, err := br.Send(ctx, http.MethodPost, base+"/.postern/resume", formType, strings.NewReader(string(cont)), int64(len(cont)))
 			if err != nil {
 				errs[i] = err
 				return
@@ -96,7 +97,7 @@ func TestReplicasConcurrentCompletionsReplayOnce(t *testing.T) {
 			t.Fatalf("completion %d: %v", i, err)
 		}
 	}
-	if got := len(up.submissions()); got != 1 {
+	if got := len(up.Submissions()); got != 1 {
 		t.Fatalf("%d racing completions on two replicas replayed %d times, want 1 (statuses %v)", n, got, statuses)
 	}
 	for i, s := range statuses {
@@ -104,7 +105,7 @@ func TestReplicasConcurrentCompletionsReplayOnce(t *testing.T) {
 			t.Errorf("completion %d answered %d, want 303 to the result", i, s)
 		}
 	}
-	page := expect(t, br.do(http.MethodGet, b.base+"/pay", "", nil), http.StatusOK)
+	page := gatewaytest.ExpectStatus(t, br.Do(http.MethodGet, b.base+"/pay", "", nil), http.StatusOK)
 	if !strings.Contains(page, "app answer #1: POST /pay user=alice replayed=true") {
 		t.Errorf("the result page:\n%.600s", page)
 	}

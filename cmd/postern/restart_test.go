@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/gateway/gatewaytest"
 	"github.com/postern/postern/session/redisstore/redistest"
 )
 
@@ -34,11 +35,11 @@ func TestRestartKeepsPendingSubmissions(t *testing.T) {
 			g := s.start(t)
 
 			const n = 5
-			browsers := make([]*browser, n)
+			browsers := make([]*gatewaytest.Browser, n)
 			fields := make([]map[string][]string, n)
 			for i := range n {
 				browsers[i] = newBrowser(t)
-				fields[i] = browsers[i].submitLoggedOut(g.base, http.MethodPost, fmt.Sprintf("/order/%d", i), formType, fmt.Appendf(nil, "order=%d", i))
+				fields[i] = browsers[i].At(g.base).SubmitWhileLoggedOut(http.MethodPost, fmt.Sprintf("/order/%d", i), formType, fmt.Appendf(nil, "order=%d", i))
 			}
 			g.kill(t)
 			// Another port: Go's cookie jar, like a browser, scopes cookies
@@ -47,17 +48,17 @@ func TestRestartKeepsPendingSubmissions(t *testing.T) {
 
 			for i, b := range browsers {
 				path := fmt.Sprintf("/order/%d", i)
-				resp := b.login(g.base, fields[i])
-				readAll(t, resp)
+				resp := b.At(g.base).Login(fields[i], procUser, procPassword)
+				gatewaytest.ReadBody(t, resp)
 				if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != path {
 					t.Fatalf("login %d after the restart: status %d, Location %q; want 303 to %s", i, resp.StatusCode, resp.Header.Get("Location"), path)
 				}
-				page := expect(t, b.do(http.MethodGet, g.base+path, "", nil), http.StatusOK)
+				page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, g.base+path, "", nil), http.StatusOK)
 				if !strings.Contains(page, "POST "+path+" user=alice replayed=true") {
 					t.Errorf("result of %s:\n%.400s", path, page)
 				}
 			}
-			counts := up.countByURI()
+			counts := countByURI(up)
 			for i := range n {
 				if c := counts[fmt.Sprintf("/order/%d", i)]; c != 1 {
 					t.Errorf("/order/%d replayed %d times, want 1", i, c)
@@ -83,13 +84,16 @@ func TestKillDuringCompletions(t *testing.T) {
 			up := newRecorder(t)
 			arrived := make(chan struct{}, 100)
 			release := make(chan struct{})
-			up.onWrite = func(seen) {
-				arrived <- struct{}{}
-				select { // hold the replay until the gateway is dead
-				case <-release:
-				case <-time.After(20 * time.Second):
+			up.SetAnswer(func(w http.ResponseWriter, r *http.Request, got gatewaytest.Request) {
+				if r.Method != http.MethodGet && r.Method != http.MethodHead {
+					arrived <- struct{}{}
+					select { // hold the replay until the gateway is dead
+					case <-release:
+					case <-time.After(20 * time.Second):
+					}
 				}
-			}
+				gatewaytest.Echo(w, r, got)
+			})
 			s := newSetup(t, up.URL, st.url(t))
 			g := s.start(t)
 
@@ -97,12 +101,12 @@ func TestKillDuringCompletions(t *testing.T) {
 			b := newBrowser(t)
 			fields := make([]map[string][]string, stashes)
 			for i := range stashes {
-				fields[i] = b.submitLoggedOut(g.base, http.MethodPost, fmt.Sprintf("/tab/%d", i), formType, fmt.Appendf(nil, "tab=%d", i))
+				fields[i] = b.At(g.base).SubmitWhileLoggedOut(http.MethodPost, fmt.Sprintf("/tab/%d", i), formType, fmt.Appendf(nil, "tab=%d", i))
 			}
-			b.loginOnly(g.base)
+			loginOnly(t, b.At(g.base))
 			cont := make([][]byte, stashes)
 			for i := range stashes {
-				cont[i] = b.continueFields(g.base, fields[i])
+				cont[i] = continueFields(t, b.At(g.base), fields[i])
 			}
 
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -114,7 +118,7 @@ func TestKillDuringCompletions(t *testing.T) {
 					// Later tabs start later, so the kill finds some
 					// stashes replayed, some taken, some still pending.
 					time.Sleep(time.Duration(i) * 3 * time.Millisecond)
-					resp, err := b.send(ctx, http.MethodPost, g.base+"/.postern/resume", formType, strings.NewReader(string(cont[i])), int64(len(cont[i])))
+					resp, err := b.Send(ctx, http.MethodPost, g.base+"/.postern/resume", formType, strings.NewReader(string(cont[i])), int64(len(cont[i])))
 					if err == nil { // after the kill, errors are expected
 						resp.Body.Close()
 					}
@@ -130,16 +134,16 @@ func TestKillDuringCompletions(t *testing.T) {
 			g.kill(t)
 			close(release)
 			wg.Wait()
-			before := up.countByURI()
+			before := countByURI(up)
 
 			g = s.start(t)
 			statuses := make([]int, stashes)
 			for i := range stashes {
-				resp := b.do(http.MethodPost, g.base+"/.postern/resume", formType, cont[i])
-				readAll(t, resp)
+				resp := b.Do(http.MethodPost, g.base+"/.postern/resume", formType, cont[i])
+				gatewaytest.ReadBody(t, resp)
 				statuses[i] = resp.StatusCode
 			}
-			after := up.countByURI()
+			after := countByURI(up)
 
 			var sentBefore, completedAfter, lost int
 			for i := range stashes {

@@ -296,7 +296,7 @@ func TestBrowserSubmissionSurvivesExpiredSession(t *testing.T) {
 	)
 	b.expectKeptNote()
 	b.screenshot("login-kept")
-	if n := len(a.submissions()); n != 0 {
+	if n := len(a.Submissions()); n != 0 {
 		t.Fatalf("app received %d submissions before the login", n)
 	}
 
@@ -443,7 +443,7 @@ func TestBrowserCrossSiteSubmissionIsDropped(t *testing.T) {
 		t.Errorf("refusal page has status %d, want 403", got)
 	}
 	b.screenshot("cross-site")
-	if n := len(a.submissions()); n != 0 {
+	if n := len(a.Submissions()); n != 0 {
 		t.Fatalf("app received %d submissions from the other site", n)
 	}
 
@@ -455,7 +455,7 @@ func TestBrowserCrossSiteSubmissionIsDropped(t *testing.T) {
 	}
 	b.logIn()
 	b.waitFor("#page", "#result", "p.error")
-	if n := len(a.submissions()); n != 0 {
+	if n := len(a.Submissions()); n != 0 {
 		t.Fatalf("app received %d submissions after the login; the forged one must be dropped", n)
 	}
 }

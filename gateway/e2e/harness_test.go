@@ -17,14 +17,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/gateway"
+	"github.com/postern/postern/gateway/gatewaytest"
 	"github.com/postern/postern/session"
 	"github.com/postern/postern/session/filestore"
 )
@@ -48,28 +46,18 @@ func requireBinary(t *testing.T, path, pkg string) {
 	}
 }
 
-// hit is one request as the app saw it.
-type hit struct {
-	Method string
-	URI    string
-	Header http.Header
-	Body   []byte
-}
-
-// app stands in for the protected application. It serves a page with two
-// forms (urlencoded and multipart) and answers their POSTs with a page that
-// shows what it received and how many submissions it has counted.
+// app stands in for the protected application: a recording upstream that
+// serves a page with two forms (urlencoded and multipart) and answers their
+// POSTs with a page that shows what it received and how many submissions it
+// has counted.
 type app struct {
-	*httptest.Server
-	mu   sync.Mutex
-	hits []hit
+	*gatewaytest.Upstream
 }
 
 func newApp(t *testing.T) *app {
 	t.Helper()
-	a := &app{}
-	a.Server = httptest.NewServer(http.HandlerFunc(a.serve))
-	t.Cleanup(a.Close)
+	a := &app{gatewaytest.NewUpstream(t)}
+	a.SetAnswer(a.serve)
 	return a
 }
 
@@ -87,21 +75,14 @@ const formPage = `<!doctype html><html><head><meta charset="utf-8"><title>Checko
 </form>
 </body></html>`
 
-func (a *app) serve(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+func (a *app) serve(w http.ResponseWriter, r *http.Request, got gatewaytest.Request) {
+	if got.Err != nil {
+		http.Error(w, "reading body: "+got.Err.Error(), http.StatusBadRequest)
 		return
 	}
-	a.mu.Lock()
-	a.hits = append(a.hits, hit{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
-	posts := 0
-	for _, h := range a.hits {
-		if h.Method != http.MethodGet && h.Method != http.MethodHead {
-			posts++
-		}
-	}
-	a.mu.Unlock()
+	body := got.Body
+	// The submissions up to this one, not those that arrived since.
+	posts := len(gatewaytest.Submissions(a.Requests()[:got.N]))
 
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	esc := html.EscapeString
@@ -166,23 +147,6 @@ func readUpload(contentType string, body []byte) (title, name, sum string, size 
 	}
 }
 
-func (a *app) requests() []hit {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]hit(nil), a.hits...)
-}
-
-// submissions are the requests that would change something in the app.
-func (a *app) submissions() []hit {
-	var out []hit
-	for _, h := range a.requests() {
-		if h.Method != http.MethodGet && h.Method != http.MethodHead {
-			out = append(out, h)
-		}
-	}
-	return out
-}
-
 // startGateway runs a gateway with its real parts (file store in a temporary
 // folder, sealed cookies, an htpasswd user) in front of upstream, on a real
 // listener, and returns its URL. publicURL is the address browsers use;
@@ -202,11 +166,7 @@ func startGateway(t *testing.T, upstream, publicURL string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users, err := auth.ParseHtpasswd("e2e", []byte(testUser+":"+string(hash)+"\n"))
+	users, err := auth.ParseHtpasswd("e2e", gatewaytest.HtpasswdLine(t, testUser, testPassword))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,11 +218,11 @@ func shaHex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// lastSubmission returns the only submission the app received, failing the
+// onlySubmission returns the only submission the app received, failing the
 // test if there is not exactly one.
-func onlySubmission(t *testing.T, a *app) hit {
+func onlySubmission(t *testing.T, a *app) gatewaytest.Request {
 	t.Helper()
-	subs := a.submissions()
+	subs := a.Submissions()
 	if len(subs) != 1 {
 		var got []string
 		for _, s := range subs {
@@ -275,7 +235,7 @@ func onlySubmission(t *testing.T, a *app) hit {
 
 // expectReplayedBy checks that a submission came as the gateway's replay,
 // on behalf of the test user.
-func expectReplayedBy(t *testing.T, h hit) {
+func expectReplayedBy(t *testing.T, h gatewaytest.Request) {
 	t.Helper()
 	if got := h.Header.Values("X-Postern-Replayed"); len(got) != 1 || got[0] != "true" {
 		t.Errorf("submission X-Postern-Replayed = %q, want [true]", got)

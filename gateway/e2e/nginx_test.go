@@ -4,23 +4,21 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
-	"html"
-	"io"
 	"mime/multipart"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/postern/postern/gateway/gatewaytest"
 )
 
 const nginxPath = "/usr/sbin/nginx"
@@ -148,84 +146,33 @@ func startNginx(t *testing.T, name string, conf nginxConf) error {
 	return errors.New("nginx did not start listening on " + addr)
 }
 
-// client is a plain HTTP client with a cookie jar that follows no
-// redirect, so that every hop is asserted. It sends what a browser's page
-// load sends.
+// client is a gatewaytest.Browser for nginx's address whose answers are
+// read at once.
 type client struct {
-	t    *testing.T
-	base string
-	c    *http.Client
+	*gatewaytest.Browser
+	t *testing.T
 }
 
 func newClient(t *testing.T, base string) *client {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &client{t: t, base: base, c: &http.Client{
-		Jar:           jar,
-		Transport:     &http.Transport{Proxy: nil},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       30 * time.Second,
-	}}
+	return &client{Browser: gatewaytest.NewBrowser(t, base), t: t}
 }
 
-// do sends a request and returns the answer with its body read. hdr are
-// extra header name/value pairs.
-func (c *client) do(method, path, contentType string, body []byte, hdr ...string) (*http.Response, string) {
-	c.t.Helper()
-	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-	req.Header.Set("Sec-Fetch-Mode", "navigate")
-	if method != http.MethodGet && method != http.MethodHead {
-		req.Header.Set("Origin", c.base)
-		req.Header.Set("Sec-Fetch-Site", "same-origin")
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	resp, err := c.c.Do(req)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		c.t.Fatalf("%s %s: reading the answer: %v", method, path, err)
-	}
-	return resp, string(b)
-}
-
+// expect sends a request, reads the answer and fails the test unless its
+// status is want. hdr are extra header name/value pairs.
 func (c *client) expect(want int, method, path, contentType string, body []byte, hdr ...string) (*http.Response, string) {
 	c.t.Helper()
-	resp, page := c.do(method, path, contentType, body, hdr...)
+	resp := c.Do(method, path, contentType, body, hdr...)
+	page := gatewaytest.ReadBody(c.t, resp)
 	if resp.StatusCode != want {
 		c.t.Fatalf("%s %s: status %d, want %d; Location %q; body:\n%.600s", method, path, resp.StatusCode, want, resp.Header.Get("Location"), page)
 	}
 	return resp, page
 }
 
-var hiddenRE = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
-
-// hiddenFields returns the hidden fields of one of the gateway's pages.
-func hiddenFields(page string) url.Values {
-	v := url.Values{}
-	for _, m := range hiddenRE.FindAllStringSubmatch(page, -1) {
-		v.Set(m[1], html.UnescapeString(m[2]))
-	}
-	return v
-}
-
 // logIn sends the login form of page and returns the 303's Location.
 func (c *client) logIn(page string) string {
 	c.t.Helper()
-	f := hiddenFields(page)
+	f := gatewaytest.HiddenFields(page)
 	if f.Get("csrf") == "" {
 		c.t.Fatalf("login page has no csrf field:\n%s", page)
 	}
@@ -269,7 +216,7 @@ func TestNginxReverseProxyStashLoginReplay(t *testing.T) {
 	if err != nil || loc.IsAbs() || loc.Path != "/.postern/login" || loc.Query().Get("rd") != "/upload" || len(loc.Query().Get("stash")) < 22 {
 		t.Fatalf("307 Location through nginx = %q, want the gateway's relative login URL with stash and rd=/upload", resp.Header.Get("Location"))
 	}
-	if n := len(a.submissions()); n != 0 {
+	if n := len(a.Submissions()); n != 0 {
 		t.Fatalf("app received %d submissions before the login", n)
 	}
 	// The client follows the 307 as a browser does: same method, same body.
@@ -323,7 +270,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	if got, want := resp.Header.Get("Location"), base+"/.postern/login?rd=/app/hello?x=1"; got != want && got != "/.postern/login?rd=/app/hello?x=1" {
 		t.Fatalf("without a session nginx sends the client to %q, want the login with rd", got)
 	}
-	if n := len(a.requests()); n != 0 {
+	if n := len(a.Requests()); n != 0 {
 		t.Fatalf("app received %d requests without a session", n)
 	}
 
@@ -336,7 +283,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	if !strings.Contains(hello, `<span id="user">alice</span>`) {
 		t.Errorf("app page does not show user alice:\n%.400s", hello)
 	}
-	reqs := a.requests()
+	reqs := a.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("app received %d requests, want 1", len(reqs))
 	}
@@ -352,10 +299,10 @@ func TestNginxAuthRequest(t *testing.T) {
 
 	// After logging out, nginx sends the client to the login again.
 	_, out := c.expect(http.StatusOK, http.MethodGet, "/.postern/logout", "", nil)
-	f := hiddenFields(out)
+	f := gatewaytest.HiddenFields(out)
 	c.expect(http.StatusSeeOther, http.MethodPost, "/.postern/logout", "application/x-www-form-urlencoded", []byte(f.Encode()))
 	c.expect(http.StatusFound, http.MethodGet, "/app/hello?x=1", "", nil)
-	if n := len(a.requests()); n != 1 {
+	if n := len(a.Requests()); n != 1 {
 		t.Errorf("app received %d requests, want still 1 after the logout", n)
 	}
 }
