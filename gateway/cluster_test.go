@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/gateway/gatewaytest"
 	"github.com/postern/postern/session"
 	"github.com/postern/postern/session/redisstore"
 	"github.com/postern/postern/session/redisstore/redistest"
@@ -33,7 +34,7 @@ func TestFlowOnRedisCluster(t *testing.T) {
 		}
 		return s
 	}
-	up := newUpstream(t)
+	up := gatewaytest.NewUpstream(t)
 	a := &env{t: t, up: up, storeDir: t.TempDir(), openBackend: open}
 	a.start()
 	b := &env{t: t, up: up, storeDir: t.TempDir(), openBackend: open}
@@ -41,20 +42,21 @@ func TestFlowOnRedisCluster(t *testing.T) {
 
 	// Stash through replica a, complete through replica b.
 	br := a.browser()
-	f := br.submitWhileLoggedOut(http.MethodPost, "/checkout", "application/x-www-form-urlencoded", []byte("cluster=1"))
-	br.e = b
-	br.follow(br.login(f, testUser, testPassword), http.StatusOK)
-	if got := up.nonGET(); len(got) != 1 || string(got[0].Body) != "cluster=1" {
+	f := br.SubmitWhileLoggedOut(http.MethodPost, "/checkout", "application/x-www-form-urlencoded", []byte("cluster=1"))
+	br = br.At(b.gw.URL)
+	br.Origin = b.gw.URL
+	br.Follow(br.Login(f, testUser, testPassword), http.StatusOK)
+	if got := up.Submissions(); len(got) != 1 || string(got[0].Body) != "cluster=1" {
 		t.Fatalf("replays: %+v", got)
 	}
 
 	// A second stash; its completion raced over both replicas.
 	br = a.browser()
-	f2 := br.submitWhileLoggedOut(http.MethodPost, "/pay", "text/plain", []byte("once"))
+	f2 := br.SubmitWhileLoggedOut(http.MethodPost, "/pay", "text/plain", []byte("once"))
 	// Log in without completing it, as another tab would.
-	readBody(t, br.login(url.Values{"csrf": {f2.Get("csrf")}, "rd": {"/"}}, testUser, testPassword))
-	page := expectStatus(t, br.do(http.MethodGet, "/.postern/login?stash="+f2.Get("stash")+"&rd=%2Fpay", "", nil), http.StatusOK)
-	cont := []byte(formFields(page).Encode())
+	gatewaytest.ReadBody(t, br.Login(url.Values{"csrf": {f2.Get("csrf")}, "rd": {"/"}}, testUser, testPassword))
+	page := gatewaytest.ExpectStatus(t, br.Do(http.MethodGet, "/.postern/login?stash="+f2.Get("stash")+"&rd=%2Fpay", "", nil), http.StatusOK)
+	cont := []byte(gatewaytest.HiddenFields(page).Encode())
 	gwURL, _ := url.Parse(a.gw.URL)
 	var wg sync.WaitGroup
 	for i := range 20 {
@@ -65,7 +67,7 @@ func TestFlowOnRedisCluster(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, replica.gw.URL+"/.postern/resume", bytes.NewReader(cont))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			req.Header.Set("Accept", "text/html")
-			for _, c := range br.jar.Cookies(gwURL) {
+			for _, c := range br.Client.Jar.Cookies(gwURL) {
 				req.AddCookie(c)
 			}
 			if resp, err := http.DefaultTransport.RoundTrip(req); err == nil {
@@ -74,7 +76,7 @@ func TestFlowOnRedisCluster(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := up.nonGET(); len(got) != 2 || string(got[1].Body) != "once" {
+	if got := up.Submissions(); len(got) != 2 || string(got[1].Body) != "once" {
 		t.Fatalf("after 20 racing completions over two replicas: %d submissions", len(got))
 	}
 }
