@@ -32,8 +32,9 @@ var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy
 // submitted to, where the answer is shown once: relative links resolve
 // there, and a refresh is a plain GET that submits nothing.
 func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Cookie, resp *http.Response, stored session.Stored, upstream *url.URL, id string) {
+	// Every way out settles the replay (g.settle) once what will be kept is
+	// kept: a second completion waiting for the answer takes it only then.
 	ctx := context.WithoutCancel(r.Context())
-	defer g.settle(ctx, id)
 	if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) {
 		// Only what a redirect needs: where to, and the upstream's cookies
 		// (a "saved" flash message, say).
@@ -48,6 +49,7 @@ func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Co
 		if _, err := g.store.PutResult(ctx, id, res, http.NoBody, 0, resultTTL); err != nil {
 			g.log.LogAttrs(ctx, slog.LevelWarn, "keeping a replay's redirect failed", slog.String("error", err.Error()))
 		}
+		g.settle(ctx, id)
 		for k, v := range res.Header {
 			w.Header()[k] = append(w.Header()[k], v...)
 		}
@@ -62,6 +64,7 @@ func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Co
 	}
 	if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusResetContent {
 		// Nothing to show: the person lands on the page they submitted to.
+		g.settle(ctx, id)
 		if err := g.saveCookie(w, r, ck); err != nil {
 			g.fail(w, r, err)
 			return
@@ -74,6 +77,7 @@ func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Co
 	limit := g.opts.StashMaxBody
 	if resp.ContentLength > limit {
 		// Larger than the gateway keeps: show it here and now instead.
+		g.settle(ctx, id)
 		if err := g.saveCookie(w, r, ck); err != nil {
 			g.fail(w, r, err)
 			return
@@ -86,6 +90,7 @@ func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Co
 		// The answer could not be kept; the person sees what the gateway
 		// can say rather than nothing.
 		g.log.LogAttrs(ctx, slog.LevelError, "keeping the replay's answer failed", slog.String("error", err.Error()))
+		g.settle(ctx, id)
 		_ = g.saveCookie(w, r, ck)
 		g.fail(w, r, &httpError{Status: http.StatusBadGateway, Code: "result_lost", Title: "Your submission was sent",
 			BackURL: stored.URL, Cause: err,
@@ -104,6 +109,7 @@ func (g *Gateway) deliver(w http.ResponseWriter, r *http.Request, ck *session.Co
 		g.streamOversized(w, r, ck, id, nil, http.NoBody)
 		return
 	}
+	g.settle(ctx, id)
 	if err := g.saveCookie(w, r, ck); err != nil {
 		g.fail(w, r, err)
 		return
@@ -146,6 +152,7 @@ func (g *Gateway) upstreamLocation(loc string, stored session.Stored, upstream *
 func (g *Gateway) streamOversized(w http.ResponseWriter, r *http.Request, ck *session.Cookie, id string, more []byte, rest io.Reader) {
 	ctx := context.WithoutCancel(r.Context())
 	res, kept, err := g.store.TakeResult(ctx, id)
+	g.settle(ctx, id) // taken by this request: nobody else waits for it
 	if err != nil {
 		g.fail(w, r, storeError(err))
 		return
@@ -212,32 +219,29 @@ func (g *Gateway) deliverResult(w http.ResponseWriter, r *http.Request, ck *sess
 	}
 }
 
-// waitResult takes a kept answer. If another completion (a double click) is
-// still fetching it, it waits for it, within resultWait; once the replay is
-// settled it does not wait.
+// waitResult takes a kept answer once the replay that keeps it has
+// settled. If another completion (a double click) is still replaying, it
+// waits for it, within resultWait.
 func (g *Gateway) waitResult(ctx context.Context, id string) (session.Result, io.ReadCloser, error) {
 	deadline := time.NewTimer(resultWait)
 	defer deadline.Stop()
-	delay := 50 * time.Millisecond
+	delay := 20 * time.Millisecond
 	for {
-		res, body, err := g.store.TakeResult(ctx, id)
-		if !errors.Is(err, session.ErrNotFound) {
-			return res, body, err
+		state, err := g.store.ReplayStateOf(ctx, id)
+		if err != nil {
+			return session.Result{}, nil, err
 		}
-		// Nothing kept: wait only while the replay that will keep it is
-		// still under way.
-		if state, serr := g.store.ReplayStateOf(ctx, id); serr != nil || state == session.Settled {
-			// It may have been kept between the two looks.
+		if state == session.Settled {
 			return g.store.TakeResult(ctx, id)
 		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return res, nil, ctx.Err()
+			return session.Result{}, nil, ctx.Err()
 		case <-deadline.C:
 			t.Stop()
-			return res, nil, err
+			return session.Result{}, nil, session.ErrNotFound
 		case <-t.C:
 		}
 		delay = min(delay*2, 500*time.Millisecond)
