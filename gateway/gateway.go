@@ -114,19 +114,21 @@ func (o *Options) validate() error {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := g.now()
 	ck := g.cookies.Load(r)
-	r = r.WithContext(withCookie(r.Context(), ck))
+	st := &requestState{cookie: ck}
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	if r.URL.Path+"/" == prefix || strings.HasPrefix(r.URL.Path, prefix) {
 		g.own.ServeHTTP(w, r)
 		return
 	}
-	outcome := g.serveUpstream(w, r, ck)
+	outcome := g.serveUpstream(w, r, st)
 	g.metrics.requests.WithLabelValues(outcome).Inc()
 	g.metrics.duration.WithLabelValues(outcome).Observe(g.now().Sub(start).Seconds())
 }
 
 // serveUpstream handles every request that is not for the gateway itself and
 // returns the outcome label for metrics.
-func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, ck *session.Cookie) string {
+func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, st *requestState) string {
+	ck := st.cookie
 	ri := g.route(r.Host, r.URL.Path)
 	if ri < 0 {
 		g.fail(w, r, &httpError{Status: http.StatusNotFound, Code: "no_route",
@@ -151,7 +153,8 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, ck *sess
 		g.fail(w, r, forbidden())
 		return "forbidden"
 	}
-	g.proxies[ri].ServeHTTP(w, withIdentity(r, who))
+	st.who = who
+	g.proxies[ri].ServeHTTP(w, r)
 	return "proxied"
 }
 
@@ -189,15 +192,25 @@ func (g *Gateway) AdminHandler() http.Handler {
 	return mux
 }
 
-type cookieKey struct{}
+// requestState is what the gateway learns about a request on its way: set
+// once in the request's context (one allocation, no request copies).
+type requestState struct {
+	cookie *session.Cookie
+	who    *principal // set when the request is proxied for someone
+}
 
-func withCookie(ctx context.Context, ck *session.Cookie) context.Context {
-	return context.WithValue(ctx, cookieKey{}, ck)
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *requestState {
+	st, _ := ctx.Value(stateKey{}).(*requestState)
+	return st
 }
 
 func cookieFrom(ctx context.Context) *session.Cookie {
-	ck, _ := ctx.Value(cookieKey{}).(*session.Cookie)
-	return ck
+	if st := stateFrom(ctx); st != nil {
+		return st.cookie
+	}
+	return nil
 }
 
 func csrfFrom(r *http.Request) string {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -99,12 +98,6 @@ func dropOwnCookie(h http.Header, name string) {
 	}
 }
 
-type principalKey struct{}
-
-func withIdentity(r *http.Request, who *principal) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), principalKey{}, who))
-}
-
 // newProxy returns the reverse proxy for one route.
 func (g *Gateway) newProxy(rt *Route) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
@@ -112,8 +105,8 @@ func (g *Gateway) newProxy(rt *Route) *httputil.ReverseProxy {
 			pr.SetURL(rt.Upstream)
 			g.setForwarded(pr)
 			dropOwnCookie(pr.Out.Header, g.cookies.Name())
-			if who, ok := pr.In.Context().Value(principalKey{}).(*principal); ok {
-				g.setIdentity(pr.Out.Header, who, rt.Upstream)
+			if st := stateFrom(pr.In.Context()); st != nil && st.who != nil {
+				g.setIdentity(pr.Out.Header, st.who, rt.Upstream)
 			} else {
 				stripIdentity(pr.Out.Header)
 			}
