@@ -121,8 +121,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	outcome := g.serveUpstream(w, r, st)
+	elapsed := g.now().Sub(start)
 	g.metrics.requests.WithLabelValues(outcome).Inc()
-	g.metrics.duration.WithLabelValues(outcome).Observe(g.now().Sub(start).Seconds())
+	g.metrics.duration.WithLabelValues(outcome).Observe(elapsed.Seconds())
+	// One line per request at debug level (--log-level debug); never the
+	// query, which may carry secrets.
+	g.log.LogAttrs(r.Context(), slog.LevelDebug, "request", slog.String("method", r.Method),
+		slog.String("path", r.URL.Path), slog.String("outcome", outcome), slog.Duration("duration", elapsed))
 }
 
 // serveUpstream handles every request that is not for the gateway itself and
