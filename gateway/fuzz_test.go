@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Return URLs come from clients (?rd=, the login form, Referer): whatever
@@ -49,4 +50,17 @@ func FuzzClientAddr(f *testing.F) {
 			t.Fatalf("clientAddr with X-Forwarded-For %q = %q: a trusted proxy's address", xff, got)
 		}
 	})
+}
+
+func TestFormatForPeople(t *testing.T) {
+	for d, want := range map[time.Duration]string{10 * time.Minute: "10 minutes", time.Hour: "1 hour", 90 * time.Second: "90 seconds", time.Minute: "1 minute"} {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+	for n, want := range map[int64]string{10 << 20: "10 MiB", 512 << 10: "512 KiB", 300: "300 bytes", 1 << 30: "1 GiB"} {
+		if got := formatBytes(n); got != want {
+			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
 }

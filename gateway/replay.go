@@ -56,7 +56,7 @@ func (g *Gateway) replay(w http.ResponseWriter, r *http.Request, ck *session.Coo
 		g.fail(w, r, &httpError{Status: http.StatusGone, Code: "stash_expired",
 			Title: "Your submission has expired", BackURL: rd,
 			Message: "You are logged in now, but the submission made before the login was kept for " +
-				g.opts.StashTTL.String() + " only, or is unknown. It was not sent. Please go back and submit it again."})
+				formatDuration(g.opts.StashTTL) + " only, or is unknown. It was not sent. Please go back and submit it again."})
 		return
 	case err != nil:
 		g.fail(w, r, storeError(err))
