@@ -22,6 +22,11 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 )
 
+// TakenTTL is the least time a taken blob lives after TakeBlob: its body
+// must stay readable to the end of a replay (and a restore must find it)
+// even when the blob was taken moments before it would have expired.
+const TakenTTL = 10 * time.Minute
+
 // Backend is the storage under the gateway's memory: small records (server
 // side sessions, OIDC login state) and blobs (stashed submissions and kept
 // results: a small metadata record plus a body written and read as a stream
@@ -60,8 +65,9 @@ type Backend interface {
 	// blob already under key is replaced. It returns the number of body
 	// bytes stored.
 	PutBlob(ctx context.Context, key string, meta []byte, body io.Reader, limit int64, ttl time.Duration) (int64, error)
-	// TakeBlob atomically marks the blob under key as taken and returns its
-	// meta and a reader that streams its body. Only one TakeBlob for a key
+	// TakeBlob atomically marks the blob under key as taken, extends its
+	// life to at least TakenTTL from now, and returns its meta and a reader
+	// that streams its body. Only one TakeBlob for a key
 	// succeeds; the others get ErrTaken (taken, not yet deleted) or
 	// ErrNotFound. The caller must Close the reader, then either DeleteBlob
 	// (consumed) or RestoreBlob (nothing of it was used).

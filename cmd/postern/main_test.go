@@ -41,7 +41,7 @@ func writeTemp(t *testing.T, name, content string) string {
 }
 
 func TestCheckConfig(t *testing.T) {
-	users := writeTemp(t, "users", "demo:$2y$12$0123456789012345678901u0123456789012345678901234567890\n")
+	users := writeTemp(t, "users", "demo:$2y$12$0123456789012345678901u012345678901234567890123456789\n")
 	good := writeTemp(t, "good.yaml", "upstream: http://127.0.0.1:3000\ncookie_secret: "+testSecret+"\nhtpasswd_file: "+users+"\n")
 	code, out, errOut := runCmd(t, "", "check-config", "--config", good)
 	if code != 0 || !strings.HasPrefix(out, "config ok: ") || !strings.Contains(out, "http://127.0.0.1:3000") || strings.Count(out, "\n") != 1 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/cmd/postern/internal/config"
+	"github.com/redis/go-redis/v9"
 )
 
 // Server limits. Uploads may be large and slow, so reading a request may take
@@ -45,6 +46,9 @@ func runGateway(ctx context.Context, args []string, e env) int {
 		return code
 	}
 	logger := newLogger(e.stderr, cfg.Log)
+	// go-redis logs through a process-wide logger of its own; the process
+	// is ours here, so its lines join postern's log in postern's format.
+	redis.SetLogger(redisLog{logger})
 	if err := serve(ctx, cfg, logger, wire, nil); err != nil {
 		logger.Error("postern stopped", "err", err)
 		return exitFailed
@@ -167,4 +171,12 @@ func listen(addr, flagName string) (net.Listener, error) {
 		return nil, fmt.Errorf("%s %s: %w", flagName, addr, err)
 	}
 	return ln, nil
+}
+
+// redisLog passes go-redis's own messages (reconnects, pool errors) to
+// slog as warnings.
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
 }

@@ -282,6 +282,11 @@ func (s *Store) TakeBlob(ctx context.Context, key string) ([]byte, io.ReadCloser
 		}
 		meta = append([]byte{}, m...)
 		h.state = stateTaken
+		// The body must stay readable to the end of the replay: the
+		// sweeper does not remove it before then.
+		if least := now.Add(session.TakenTTL).UnixNano(); h.expiry < least {
+			h.expiry = least
+		}
 		return tx.Bucket(bucketBlobs).Put([]byte(key), h.encode(meta))
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/postern/postern/session"
 )
@@ -94,6 +95,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 		o(&cfg)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open file store %s: %w: the file is locked by another process (the file store serves one postern process at a time; use Redis for several replicas)", path, session.ErrUnavailable)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open file store %s: %w: %w", path, session.ErrUnavailable, err)
 	}

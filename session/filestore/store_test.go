@@ -192,7 +192,8 @@ func TestSweep(t *testing.T) {
 	if _, err := s.PutBlob(ctx, "long", nil, bytes.NewReader(big), 1<<20, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	// A taken blob expires like any other (its replay never finished).
+	// A taken blob lives on until session.TakenTTL after its take (its
+	// body must stay readable to the end of a replay), then expires.
 	if _, rc, err := s.TakeBlob(ctx, "short2"); err != nil {
 		t.Fatal(err)
 	} else {
@@ -211,8 +212,12 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Sweep: %v", err)
 	}
-	if n != 5 { // 2 records, 2 blobs, 1 upload
-		t.Fatalf("Sweep removed %d entries, want 5", n)
+	if n != 4 { // 2 records, 1 blob, 1 upload; the taken blob lives on
+		t.Fatalf("Sweep removed %d entries, want 4", n)
+	}
+	clk.Advance(session.TakenTTL)
+	if n, err := s.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep after TakenTTL = %d, %v; want the taken blob", n, err)
 	}
 	c := counts(t, s)
 	// What is left: the long record and blob, with its bucket of 6 chunks.

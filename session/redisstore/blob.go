@@ -50,12 +50,22 @@ return 1
 // hash, or 0 (missing) or 1 (already taken). Being one script, it is the
 // single point where concurrent takers are ordered.
 //
-// KEYS[1] meta key.
+// The blob lives at least ARGV[2] ms from then (meta and chunks), so its
+// body stays readable to the end of the replay.
+//
+// KEYS[1] meta key; ARGV base, least ttl ms.
 var takeScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 's', 'm', 'g', 'n', 'z')
 if not v[1] then return 0 end
 if v[1] ~= 'p' then return 1 end
 redis.call('HSET', KEYS[1], 's', 't')
+local least = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < least then
+  redis.call('PEXPIRE', KEYS[1], least)
+  for i = 0, tonumber(v[4]) - 1 do
+    redis.call('PEXPIRE', ARGV[1] .. ':c:' .. v[3] .. ':' .. i, least)
+  end
+end
 return {v[2], v[3], v[4], v[5]}
 `)
 
@@ -209,7 +219,7 @@ func (s *Store) TakeBlob(ctx context.Context, key string) ([]byte, io.ReadCloser
 		return nil, nil, err
 	}
 	base := s.blobBase(key)
-	res, err := takeScript.Run(ctx, s.rdb, []string{metaKey(base)}).Result()
+	res, err := takeScript.Run(ctx, s.rdb, []string{metaKey(base)}, base, session.TakenTTL.Milliseconds()).Result()
 	if err != nil {
 		return nil, nil, s.fail("take blob", err)
 	}

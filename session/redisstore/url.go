@@ -226,3 +226,10 @@ func redactErr(err error) error {
 	}
 	return err
 }
+
+// CheckURL reports whether raw is a store URL Open would accept, without
+// connecting (for configuration checks). Its error never holds the password.
+func CheckURL(raw string) error {
+	_, err := parseURL(raw)
+	return err
+}

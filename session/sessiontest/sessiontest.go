@@ -54,6 +54,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) session.Backend) {
 		{"RestoreMissing", testRestoreMissing},
 		{"DeleteBlob", testDeleteBlob},
 		{"BlobExpiry", testBlobExpiry},
+		{"TakenBlobOutlivesTTL", testTakenBlobOutlivesTTL},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -307,7 +307,20 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"jwt without audience", func(c *Config) { c.JWT.Issuer = "https://id.example.com" }, "jwt_audience: required"},
 		{"public url with query", func(c *Config) { c.Server.PublicURL = "https://a.example?x=1" }, "public_url:"},
 		{"empty file store", func(c *Config) { c.Store = "file:" }, "store:"},
-		{"redis password not echoed", func(c *Config) { c.Store = "redis://:hunter2@" }, "xxxxx"},
+		{"redis password not echoed", func(c *Config) { c.Store = "redis://:hunter2@" }, "store:"},
+		{"malformed redis password not echoed", func(c *Config) { c.Store = "redis://:hunter2%zz@127.0.0.1:6379/0" }, "store:"},
+		{"unknown redis option", func(c *Config) { c.Store = "redis://127.0.0.1:6379/0?bogus_opt=1" }, "bogus_opt"},
+		{"sentinel without master", func(c *Config) { c.Store = "redis-sentinel://127.0.0.1:26379/0" }, "master"},
+		{"htpasswd without users", func(c *Config) {
+			p := filepath.Join(t.TempDir(), "empty.htpasswd")
+			_ = os.WriteFile(p, []byte("# nobody\n"), 0o600)
+			c.HtpasswdFile = p
+		}, "has no users"},
+		{"htpasswd not bcrypt", func(c *Config) {
+			p := filepath.Join(t.TempDir(), "sha.htpasswd")
+			_ = os.WriteFile(p, []byte("bob:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"), 0o600)
+			c.HtpasswdFile = p
+		}, "bcrypt"},
 		{"zero stash", func(c *Config) { c.Stash.MaxBody = 0 }, "stash_max_body:"},
 	}
 	for _, tt := range tests {

@@ -68,8 +68,14 @@ func settings() []setting {
 	return []setting{
 		{name: "listen", def: "127.0.0.1:8080", usage: "address to serve, host:port (port 0 picks a free one)",
 			set: str(func(c *Config) *string { return &c.Server.Listen })},
-		{name: "admin-listen", def: "127.0.0.1:9090", usage: "address of the Prometheus metrics listener; empty disables it",
-			set: str(func(c *Config) *string { return &c.Server.AdminListen })},
+		{name: "admin-listen", def: "127.0.0.1:9090", usage: "address of the Prometheus metrics listener; empty or off disables it",
+			set: func(c *Config, v string) error {
+				if strings.EqualFold(strings.TrimSpace(v), "off") {
+					v = ""
+				}
+				c.Server.AdminListen = v
+				return nil
+			}},
 		{name: "trusted-proxy", list: true, usage: "address or CIDR of a proxy in front of postern whose X-Forwarded-For/-Proto/-Host are believed (repeatable)",
 			set: add(func(c *Config) *[]string { return &c.Server.TrustedProxies })},
 		{name: "public-url", usage: "the gateway's external base URL, e.g. https://apps.example.com (default derived from --listen)",

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/session/redisstore"
 )
 
 // MinSecretBytes is the least key material a cookie secret must decode to.
@@ -30,7 +31,7 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.AdminListen != "" {
 		if _, _, err := net.SplitHostPort(c.Server.AdminListen); err != nil {
-			add("admin_listen: %q is not host:port (e.g. 127.0.0.1:9090; empty disables metrics)", c.Server.AdminListen)
+			add("admin_listen: %q is not host:port (e.g. 127.0.0.1:9090; off disables metrics)", c.Server.AdminListen)
 		}
 	}
 	if _, err := c.Server.TrustedPrefixes(); err != nil {
@@ -67,8 +68,14 @@ func (c *Config) Validate() error {
 		add("login: no login method (set --htpasswd-file, or --oidc-issuer and --oidc-client-id)")
 	}
 	if c.HtpasswdFile != "" {
+		// Read it as the gateway will, so check-config catches what
+		// start-up would refuse.
 		if _, err := os.Stat(c.HtpasswdFile); err != nil {
 			add("htpasswd_file: %w (create one with: postern hash-password --user NAME > users.htpasswd)", err)
+		} else if users, err := auth.LoadHtpasswd(c.HtpasswdFile); err != nil {
+			add("htpasswd_file: %w", err)
+		} else if users.Len() == 0 {
+			add("htpasswd_file: %s has no users, so nobody could log in (add one with: postern hash-password --user NAME >> %s)", c.HtpasswdFile, c.HtpasswdFile)
 		}
 	}
 	if hasOIDC {
@@ -261,26 +268,36 @@ const (
 func ParseStore(s string) (kind, target string, err error) {
 	if path, ok := strings.CutPrefix(s, "file:"); ok {
 		if path == "" {
-			return "", "", errors.New(`"file:" needs a path, e.g. file:/var/lib/postern/postern.db`)
+			return "", "", errors.New(`"file:" needs a directory, e.g. file:/var/lib/postern`)
 		}
 		return StoreFile, path, nil
 	}
 	for _, scheme := range []string{"redis://", "rediss://", "redis-sentinel://", "rediss-sentinel://", "redis-cluster://", "rediss-cluster://"} {
 		if strings.HasPrefix(s, scheme) {
-			u, err := url.Parse(s)
-			if err != nil || u.Host == "" {
-				return "", "", fmt.Errorf("%q is not a valid URL (want e.g. redis://127.0.0.1:6379/0)", redact(s))
+			// The same parser Open uses, so check-config catches what
+			// start-up would refuse.
+			if err := redisstore.CheckURL(s); err != nil {
+				return "", "", fmt.Errorf("%w (want e.g. redis://127.0.0.1:6379/0)", err)
 			}
 			return StoreRedis, s, nil
 		}
 	}
-	return "", "", fmt.Errorf("%q: want file:PATH or a redis://, rediss://, redis-sentinel://, rediss-sentinel://, redis-cluster:// or rediss-cluster:// URL", redact(s))
+	return "", "", fmt.Errorf("%q: want file:PATH (a directory) or a redis://, rediss://, redis-sentinel://, rediss-sentinel://, redis-cluster:// or rediss-cluster:// URL", redact(s))
 }
 
-// redact hides a password in a URL so messages never carry it.
+// redact hides a password in a URL so messages never carry it, also in a
+// URL too malformed to parse (everything between "://" and "@" goes).
 func redact(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		return u.Redacted()
+	if u, err := url.Parse(s); err == nil {
+		if u.User != nil {
+			return u.Redacted()
+		}
+		return s
+	}
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			return scheme + "://xxxxx@" + rest[at+1:]
+		}
 	}
 	return s
 }
