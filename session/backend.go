@@ -27,6 +27,11 @@ var (
 // even when the blob was taken moments before it would have expired.
 const TakenTTL = 10 * time.Minute
 
+// UploadGrace is how long, beyond its ttl, a blob's body may take to arrive
+// in PutBlob: the ttl counts from the blob's completion, so a slow upload
+// never outlives its own half-written chunks.
+const UploadGrace = time.Hour
+
 // Backend is the storage under the gateway's memory: small records (server
 // side sessions, OIDC login state) and blobs (stashed submissions and kept
 // results: a small metadata record plus a body written and read as a stream

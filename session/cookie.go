@@ -110,6 +110,11 @@ func NewCookies(opts CookieOptions) (*Cookies, error) {
 	}
 	if opts.Name == "" {
 		opts.Name = defaultCookieName
+		if opts.Secure {
+			// Over https, the __Host- prefix makes browsers refuse the
+			// cookie from any other host or path (no subdomain can plant it).
+			opts.Name = "__Host-postern"
+		}
 	}
 	if opts.Path == "" {
 		opts.Path = "/"
@@ -165,12 +170,18 @@ func (c *Cookies) Name() string { return c.name }
 // and CSRF) when it is missing, tampered with, expired or from a secret no
 // longer configured. It never fails.
 func (c *Cookies) Load(r *http.Request) *Cookie {
-	hc, err := r.Cookie(c.name)
-	if err != nil {
-		return freshCookie()
-	}
+	// Every cookie of the name is tried, the first that verifies wins: a
+	// cookie planted with a narrower Path (from a sibling subdomain) comes
+	// first in the header and must not hide the real one.
 	var raw []byte
-	if err := securecookie.DecodeMulti(c.name, hc.Value, &raw, c.store.Codecs...); err != nil {
+	found := false
+	for _, hc := range r.CookiesNamed(c.name) {
+		if err := securecookie.DecodeMulti(c.name, hc.Value, &raw, c.store.Codecs...); err == nil {
+			found = true
+			break
+		}
+	}
+	if !found {
 		return freshCookie()
 	}
 	var w wireCookie

@@ -214,3 +214,26 @@ func TestResultRefLimits(t *testing.T) {
 		t.Fatalf("third TakeResult(/a) found one; left %v", ck.Results)
 	}
 }
+
+// A cookie of the same name planted in front of the real one (a sibling
+// subdomain setting it with a narrower Path) does not hide the real one.
+func TestCookiePlantedInFront(t *testing.T) {
+	c := newCookies(t, session.CookieOptions{})
+	ck := load(c, nil)
+	ck.SID = "session-id"
+	_, hc := save(t, c, ck)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(&http.Cookie{Name: hc.Name, Value: "planted"})
+	r.AddCookie(&http.Cookie{Name: hc.Name, Value: hc.Value})
+	if got := c.Load(r); got.IsNew || got.SID != "session-id" {
+		t.Fatalf("Load with a planted cookie first: %+v", got)
+	}
+}
+
+// Over https the default name carries the __Host- prefix.
+func TestCookieHostPrefixWhenSecure(t *testing.T) {
+	header, _ := save(t, newCookies(t, session.CookieOptions{Secure: true}), load(newCookies(t, session.CookieOptions{}), nil))
+	if !strings.HasPrefix(header, "__Host-postern=") || !strings.Contains(header, "Secure") || !strings.Contains(header, "Path=/") {
+		t.Fatalf("Set-Cookie %q", header)
+	}
+}

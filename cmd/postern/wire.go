@@ -51,6 +51,8 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 	cookies, err := session.NewCookies(session.CookieOptions{
 		Secrets: secrets,
 		Secure:  public.Scheme == "https",
+		// The cookie must outlive the longest login it carries.
+		MaxAge: max(cfg.SessionTTL, 7*24*time.Hour),
 	})
 	if err != nil {
 		return built{}, fmt.Errorf("cookies: %w", err)

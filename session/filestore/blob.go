@@ -140,7 +140,9 @@ func (s *Store) startUpload(ttl time.Duration) (uint64, error) {
 			return err
 		}
 		upload = id
-		if err := ups.Put(u64(id), u64(uint64(s.now().Add(ttl).UnixNano()))); err != nil {
+		// An abandoned upload is swept after this; the finished blob's ttl
+		// counts from its completion.
+		if err := ups.Put(u64(id), u64(uint64(s.now().Add(ttl+session.UploadGrace).UnixNano()))); err != nil {
 			return err
 		}
 		_, err = tx.Bucket(bucketChunks).CreateBucket(u64(id))

@@ -159,7 +159,9 @@ func (s *Store) PutBlob(ctx context.Context, key string, meta []byte, body io.Re
 				s.removeChunks(ctx, base, gen, chunks)
 				return 0, fmt.Errorf("redisstore: put blob: %w", session.ErrTooLarge)
 			}
-			pipe.Set(ctx, chunkKey(base, gen, chunks), bufs[i][:n], ttl)
+			// Until the commit gives them the blob's ttl, chunks live long
+			// enough for a slow body to finish arriving.
+			pipe.Set(ctx, chunkKey(base, gen, chunks), bufs[i][:n], ttl+session.UploadGrace)
 			chunks++
 		}
 		if pipe.Len() == 0 {

@@ -8,7 +8,7 @@ import (
 // Upstreams lists where requests go, for logs and summaries.
 func (c *Config) Upstreams() []string {
 	if c.Upstream != "" {
-		return []string{c.Upstream}
+		return []string{redact(c.Upstream)}
 	}
 	out := make([]string, 0, len(c.Routes))
 	for _, r := range c.Routes {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/postern/postern/auth"
@@ -26,11 +27,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
-	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+	if !validHostPort(c.Server.Listen) {
 		add("listen: %q is not host:port (e.g. 127.0.0.1:8080, or :8080 for every interface)", c.Server.Listen)
 	}
 	if c.Server.AdminListen != "" {
-		if _, _, err := net.SplitHostPort(c.Server.AdminListen); err != nil {
+		if !validHostPort(c.Server.AdminListen) {
 			add("admin_listen: %q is not host:port (e.g. 127.0.0.1:9090; off disables metrics)", c.Server.AdminListen)
 		}
 	}
@@ -105,6 +106,8 @@ func (c *Config) Validate() error {
 	}
 	if c.Stash.MaxBody <= 0 {
 		add("stash_max_body: must be more than 0 bytes (e.g. 10MiB)")
+	} else if c.Stash.MaxBody > maxStashBody {
+		add("stash_max_body: at most %s (a submission kept across a login lives in the store)", FormatSize(maxStashBody))
 	}
 	if c.Stash.TTL <= 0 {
 		add("stash_ttl: must be positive (e.g. 10m)")
@@ -288,12 +291,8 @@ func ParseStore(s string) (kind, target string, err error) {
 // redact hides a password in a URL so messages never carry it, also in a
 // URL too malformed to parse (everything between "://" and "@" goes).
 func redact(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		if u.User != nil {
-			return u.Redacted()
-		}
-		return s
-	}
+	// Not url.Parse: a password holding '/', '?' or '#' makes it read the
+	// password as part of the host or path.
 	if scheme, rest, ok := strings.Cut(s, "://"); ok {
 		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
 			return scheme + "://xxxxx@" + rest[at+1:]
@@ -335,4 +334,18 @@ func (s Server) TrustedPrefixes() ([]netip.Prefix, error) {
 		errs = append(errs, fmt.Errorf("entry %d (%q) is not an IP address or CIDR (e.g. 10.0.0.0/8)", i+1, v))
 	}
 	return out, errors.Join(errs...)
+}
+
+// maxStashBody bounds --stash-max-body: far above any form, far below
+// what would overflow the store's size arithmetic.
+const maxStashBody = 16 << 30
+
+// validHostPort reports whether s is host:port with a port from 0 to 65535.
+func validHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
 }
