@@ -186,10 +186,10 @@ func TestSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Set(ctx, "long", []byte("v"), time.Hour); err != nil {
+	if err := s.Set(ctx, "long", []byte("v"), 3*time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutBlob(ctx, "long", nil, bytes.NewReader(big), 1<<20, time.Hour); err != nil {
+	if _, err := s.PutBlob(ctx, "long", nil, bytes.NewReader(big), 1<<20, 3*time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	// A taken blob lives on until session.TakenTTL after its take (its
@@ -199,7 +199,8 @@ func TestSweep(t *testing.T) {
 	} else {
 		_ = rc.Close()
 	}
-	// An upload abandoned mid-body (as after a crash) is swept at its ttl.
+	// An upload abandoned mid-body (as after a crash) is swept once its ttl
+	// and session.UploadGrace have passed.
 	if _, err := s.startUpload(time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -212,12 +213,16 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Sweep: %v", err)
 	}
-	if n != 4 { // 2 records, 1 blob, 1 upload; the taken blob lives on
-		t.Fatalf("Sweep removed %d entries, want 4", n)
+	if n != 3 { // 2 records, 1 blob; the taken blob and the upload live on
+		t.Fatalf("Sweep removed %d entries, want 3", n)
 	}
 	clk.Advance(session.TakenTTL)
 	if n, err := s.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("Sweep after TakenTTL = %d, %v; want the taken blob", n, err)
+	}
+	clk.Advance(session.UploadGrace)
+	if n, err := s.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep after UploadGrace = %d, %v; want the abandoned upload", n, err)
 	}
 	c := counts(t, s)
 	// What is left: the long record and blob, with its bucket of 6 chunks.
