@@ -49,6 +49,8 @@ func storeError(err error) *httpError {
 			Message: "The request was cancelled.", Cause: err}
 	}
 	if errors.Is(err, session.ErrUnavailable) {
+		// The log carries the cause (down, out of memory, read-only...);
+		// the person only needs to know it is passing.
 		return &httpError{
 			Status:  http.StatusServiceUnavailable,
 			Code:    "store_unavailable",

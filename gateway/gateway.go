@@ -155,6 +155,8 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, st *requ
 		return g.intercept(w, r, ck)
 	}
 	if !g.opts.Routes[ri].Policy.Allows(who.identity()) {
+		g.log.LogAttrs(r.Context(), slog.LevelInfo, "access denied by policy", slog.String("user", who.rec.User),
+			slog.String("email", who.rec.Email), slog.String("path", r.URL.Path))
 		g.fail(w, r, forbidden())
 		return "forbidden"
 	}

@@ -59,6 +59,9 @@ func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.
 		// The submission is dropped, not kept: a login must never turn a
 		// forged cross-site request into a real one.
 		g.metrics.stashes.WithLabelValues("cross_site").Inc()
+		g.log.LogAttrs(r.Context(), slog.LevelInfo, "cross-site submission refused (not kept)",
+			slog.String("path", r.URL.Path), slog.String("origin", r.Header.Get("Origin")),
+			slog.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")), slog.String("public_url", g.opts.PublicURL.String()))
 		g.fail(w, r, &httpError{Status: http.StatusForbidden, Code: "cross_site",
 			Title: "Submission not kept",
 			Message: "This form was sent from another site while you were not logged in. " +
@@ -148,10 +151,11 @@ func (g *Gateway) admitStash(r *http.Request, ck *session.Cookie, id string) *ht
 		switch {
 		case errors.Is(err, session.ErrLimit):
 			g.metrics.stashes.WithLabelValues("too_many").Inc()
-			return &httpError{Status: http.StatusTooManyRequests, Code: "too_many_pending",
+			return &httpError{Status: http.StatusTooManyRequests, Code: "too_many",
 				Title: "Too many submissions waiting", Login: loginURL("", sameOriginPath(r.Referer(), g.opts.PublicURL, "/")),
 				Message: "This browser already has " + strconv.Itoa(g.opts.StashMaxPending) +
-					" submissions waiting for a login, so this one was not kept. Log in: the waiting ones are sent, then submit this one again."}
+					" submissions waiting for a login, so this one was not kept. Log in from a tab that shows the login page: " +
+					"its submission is sent, and the other waiting tabs offer to send theirs. Then submit this one again."}
 		case err != nil:
 			return storeError(err)
 		}

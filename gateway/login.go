@@ -263,6 +263,11 @@ func (g *Gateway) parseForm(w http.ResponseWriter, r *http.Request, ck *session.
 	}
 	token := r.PostForm.Get("csrf")
 	if ck.IsNew || token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(ck.CSRF)) != 1 {
+		// Said in the log, for the operator: a cookie that never comes back
+		// (a Secure cookie over plain http, a wrong --public-url) looks like this.
+		g.log.LogAttrs(r.Context(), slog.LevelInfo, "gateway form refused: CSRF token missing or not this browser's",
+			slog.String("path", r.URL.Path), slog.Bool("cookie_received", !ck.IsNew),
+			slog.Bool("cookie_secure", g.opts.PublicURL.Scheme == "https"), slog.Bool("request_tls", r.TLS != nil))
 		// Keep whatever was stashed: the person only has to log in again.
 		return f, &httpError{Status: http.StatusForbidden, Code: "csrf",
 			Title: "This form has expired", Login: loginURL(f.stash, f.rd),
