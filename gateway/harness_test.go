@@ -13,9 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/postern/postern/auth"
 	"github.com/postern/postern/gateway"
 	"github.com/postern/postern/gateway/gatewaytest"
 	"github.com/postern/postern/session"
@@ -75,18 +73,6 @@ func (e *env) start(opts ...envOption) {
 	if secrets == nil {
 		secrets = [][]byte{testSecret}
 	}
-	sealer, err := session.NewSealer(secrets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cookies, err := session.NewCookies(session.CookieOptions{Name: "postern", Secrets: secrets, MaxAge: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	users, err := auth.ParseHtpasswd("test", gatewaytest.HtpasswdLine(t, testUser, testPassword))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The public URL is known only once the listener exists.
 	var h http.Handler
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
@@ -101,25 +87,13 @@ func (e *env) start(opts ...envOption) {
 	}
 	srv.Start()
 	e.addr = srv.Listener.Addr().String()
-	pub, _ := url.Parse(srv.URL)
-	up, _ := url.Parse(e.up.URL)
-	o := gateway.Options{
-		PublicURL:    pub,
-		Routes:       []gateway.Route{{Upstream: up}},
-		StashMaxBody: 10 << 20,
-		StashTTL:     10 * time.Minute,
-		SessionTTL:   time.Hour,
-	}
+	o := gatewaytest.Options(t, srv.URL, e.up.URL)
 	for _, f := range opts {
 		f(&o)
 	}
-	parts := gateway.Parts{
-		Store:     session.NewStore(backend, sealer),
-		Cookies:   cookies,
-		Passwords: users,
-		Transport: e.transport,
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	parts := gatewaytest.Parts(t, backend, secrets, "postern", testUser, testPassword)
+	parts.Transport = e.transport
+	parts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if e.parts != nil {
 		e.parts(&parts, &o)
 	}

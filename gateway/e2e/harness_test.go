@@ -18,12 +18,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/postern/postern/auth"
 	"github.com/postern/postern/gateway"
 	"github.com/postern/postern/gateway/gatewaytest"
-	"github.com/postern/postern/session"
 	"github.com/postern/postern/session/filestore"
 )
 
@@ -158,18 +155,6 @@ func startGateway(t *testing.T, upstream, publicURL string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealer, err := session.NewSealer([][]byte{secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cookies, err := session.NewCookies(session.CookieOptions{Name: cookieName, Secrets: [][]byte{secret}, MaxAge: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	users, err := auth.ParseHtpasswd("e2e", gatewaytest.HtpasswdLine(t, testUser, testPassword))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The listener comes first: the public URL may be the gateway's own.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -179,26 +164,9 @@ func startGateway(t *testing.T, upstream, publicURL string) string {
 	if publicURL == "" {
 		publicURL = self
 	}
-	pub, err := url.Parse(publicURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := url.Parse(upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := gateway.New(gateway.Options{
-		PublicURL:    pub,
-		Routes:       []gateway.Route{{Upstream: up}},
-		StashMaxBody: 10 << 20,
-		StashTTL:     10 * time.Minute,
-		SessionTTL:   time.Hour,
-	}, gateway.Parts{
-		Store:     session.NewStore(backend, sealer),
-		Cookies:   cookies,
-		Passwords: users,
-		Logger:    slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	parts := gatewaytest.Parts(t, backend, [][]byte{secret}, cookieName, testUser, testPassword)
+	parts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	g, err := gateway.New(gatewaytest.Options(t, publicURL, upstream), parts)
 	if err != nil {
 		t.Fatal(err)
 	}
