@@ -32,6 +32,14 @@ type Stored struct {
 	// (its ContentLength), or -1 when it was not known in advance. PutStash
 	// fails if the body is not exactly Size bytes long.
 	Size int64
+	// Cookie is the Cookie header the browser sent with the submission,
+	// without the gateway's own cookie, so the replay carries the app's
+	// cookies as they were (path-scoped and SameSite=Strict ones too).
+	// Sealed with the rest of Stored.
+	Cookie string
+	// IdempotencyKey is the opaque id made when the submission was kept,
+	// sent as Idempotency-Key with every send of this one submission.
+	IdempotencyKey string
 }
 
 // Result is a kept upstream answer, shown once at URL after a 303.

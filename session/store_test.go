@@ -59,6 +59,9 @@ func TestStashRoundTripAndNothingReadableAtRest(t *testing.T) {
 		Owner:   "browser-OwnerMarker",
 		Created: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
 		Size:    int64(len(body)),
+		Cookie:  "JSESSIONID=CookieMarker",
+		// An opaque id made at interception.
+		IdempotencyKey: "IdemKeyMarker",
 	}
 	n, err := st.PutStash(ctx, "stashIdMarker", req, bytes.NewReader(body), 1<<20, time.Hour)
 	if err != nil || n != int64(len(body)) {
@@ -71,7 +74,7 @@ func TestStashRoundTripAndNothingReadableAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, marker := range []string{"4111111111111111", "Lovelace", "HeaderValueMarker", "OwnerMarker", "/checkout", "AccessTokenMarker"} {
+	for _, marker := range []string{"4111111111111111", "Lovelace", "HeaderValueMarker", "OwnerMarker", "/checkout", "AccessTokenMarker", "CookieMarker", "IdemKeyMarker"} {
 		if bytes.Contains(raw, []byte(marker)) {
 			t.Errorf("the store file contains %q in the clear", marker)
 		}
@@ -85,7 +88,8 @@ func TestStashRoundTripAndNothingReadableAtRest(t *testing.T) {
 		t.Fatalf("body: got %d bytes, want %d equal bytes", len(data), len(body))
 	}
 	if got.Method != req.Method || got.URL != req.URL || got.Owner != req.Owner || got.Size != req.Size ||
-		!got.Created.Equal(req.Created) || got.Header.Get("X-Secret-Header") != "HeaderValueMarker" {
+		!got.Created.Equal(req.Created) || got.Header.Get("X-Secret-Header") != "HeaderValueMarker" ||
+		got.Cookie != req.Cookie || got.IdempotencyKey != req.IdempotencyKey {
 		t.Fatalf("TakeStash meta = %+v, want %+v", got, req)
 	}
 	if _, _, err := st.TakeStash(ctx, "stashIdMarker"); !errors.Is(err, session.ErrTaken) {
