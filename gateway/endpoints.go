@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strings"
 )
 
 // ownEndpoints are the gateway's endpoints under /.postern/ (SPEC §4).
@@ -54,7 +53,8 @@ func (g *Gateway) userinfo(w http.ResponseWriter, r *http.Request) {
 // Caddy forward_auth: 200 with identity headers for a valid session allowed
 // on the route of X-Forwarded-Host and X-Forwarded-Uri (or X-Original-URI),
 // 403 when that route's policy refuses or no route matches, 401 without a
-// session. It cannot stash bodies (the proxy in front does not pass them),
+// session. The X-Forwarded-* headers are believed only from --trusted-proxy
+// (forwardedTarget). It cannot stash bodies (the proxy in front does not pass them),
 // and it cannot strip client-sent identity headers: the proxy in front must
 // (see docs/deployment.md).
 func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request) {
@@ -69,19 +69,14 @@ func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
-	host, path := r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Uri")
-	if path == "" {
-		path = r.Header.Get("X-Original-URI")
-	}
-	if path == "" {
-		path = "/"
-	}
-	if host == "" {
-		host = r.Host
+	target, herr := g.forwardedTarget(r)
+	if herr != nil {
+		w.WriteHeader(herr.Status)
+		return
 	}
 	// No route, no policy to pass: forward auth never lets through what
 	// the gateway itself would not serve.
-	if ri := g.route(host, strings.SplitN(path, "?", 2)[0]); ri < 0 || !g.opts.Routes[ri].Policy.Allows(who.identity()) {
+	if ri := g.route(target.host, target.path); ri < 0 || !g.opts.Routes[ri].Policy.Allows(who.identity()) {
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,8 @@ func TestForwardAuthNeedsARoute(t *testing.T) {
 		o.Routes[0].Host = "app.internal"
 		o.Routes[0].Policy = auth.Policy{Emails: []string{"someone@example.com"}}
 		o.Routes = append(o.Routes, gateway.Route{Host: "open.internal", Upstream: o.Routes[0].Upstream})
+		// The test client is the proxy asking.
+		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
 	cookie := e.loginCookie(t)
 	check := func(host string) int {

@@ -18,6 +18,7 @@ type metrics struct {
 	replays  *prometheus.CounterVec
 	results  *prometheus.CounterVec
 	logins   *prometheus.CounterVec
+	refused  *prometheus.CounterVec // requests refused by an abuse defence, by reason
 }
 
 func newMetrics() *metrics {
@@ -35,8 +36,11 @@ func newMetrics() *metrics {
 			Help: "Kept answers to replays, by result (shown, gone)."}, []string{"result"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_logins_total",
 			Help: "Login attempts, by method and result."}, []string{"method", "result"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_refused_total",
+			Help: "Requests refused by an abuse defence, by reason (stash_address_count, stash_address_bytes, stash_budget, " +
+				"login_limited, forward_auth_untrusted, websocket_origin)."}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.stashes, m.replays, m.results, m.logins,
+	m.reg.MustRegister(m.requests, m.duration, m.stashes, m.replays, m.results, m.logins, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

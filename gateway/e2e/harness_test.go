@@ -147,8 +147,8 @@ func readUpload(contentType string, body []byte) (title, name, sum string, size 
 // startGateway runs a gateway with its real parts (file store in a temporary
 // folder, sealed cookies, an htpasswd user) in front of upstream, on a real
 // listener, and returns its URL. publicURL is the address browsers use;
-// empty means the gateway's own.
-func startGateway(t *testing.T, upstream, publicURL string) string {
+// empty means the gateway's own. opts adjust the gateway's settings.
+func startGateway(t *testing.T, upstream, publicURL string, opts ...func(*gateway.Options)) string {
 	t.Helper()
 	secret := bytes.Repeat([]byte("e2e-secret-"), 4)
 	backend, err := filestore.Open(filepath.Join(t.TempDir(), "postern.db"))
@@ -166,7 +166,11 @@ func startGateway(t *testing.T, upstream, publicURL string) string {
 	}
 	parts := gatewaytest.Parts(t, backend, [][]byte{secret}, cookieName, testUser, testPassword)
 	parts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	g, err := gateway.New(gatewaytest.Options(t, publicURL, upstream), parts)
+	o := gatewaytest.Options(t, publicURL, upstream)
+	for _, f := range opts {
+		f(&o)
+	}
+	g, err := gateway.New(o, parts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/postern/postern/gateway"
 	"github.com/postern/postern/gateway/gatewaytest"
 )
 
@@ -39,11 +40,19 @@ var errPortTaken = errors.New("nginx: port taken")
 // another process takes between choosing and binding it is retried.
 func startNginxStack(t *testing.T, name string, a *app) string {
 	t.Helper()
+	public, _ := startNginxStackWith(t, name, a)
+	return public
+}
+
+// startNginxStackWith is startNginxStack with the gateway's settings
+// adjusted by opts; it also returns the gateway's own URL.
+func startNginxStackWith(t *testing.T, name string, a *app, opts ...func(*gateway.Options)) (public, gw string) {
+	t.Helper()
 	requireBinary(t, nginxPath, "nginx")
 	for range 3 {
 		port := freePort(t)
 		public := "http://127.0.0.1:" + strconv.Itoa(port)
-		gw := startGateway(t, a.URL, public)
+		gw := startGateway(t, a.URL, public, opts...)
 		err := startNginx(t, name, nginxConf{
 			Dir:     t.TempDir(),
 			Port:    port,
@@ -56,10 +65,10 @@ func startNginxStack(t *testing.T, name string, a *app) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return public
+		return public, gw
 	}
 	t.Fatal("nginx: no free port after 3 tries")
-	return ""
+	return "", ""
 }
 
 func freePort(t *testing.T) int {
@@ -258,7 +267,7 @@ func TestNginxReverseProxyStashLoginReplay(t *testing.T) {
 // app.
 func TestNginxAuthRequest(t *testing.T) {
 	a := newApp(t)
-	base := startNginxStack(t, "authrequest.conf.tmpl", a)
+	base, _ := startNginxStackWith(t, "authrequest.conf.tmpl", a, trustLoopbackNginx)
 	c := newClient(t, base)
 	forged := []string{"X-Forwarded-User", "mallory", "X-Forwarded-Email", "mallory@example.com",
 		"X-Forwarded-Groups", "admins", "X-Postern-Replayed", "true"}
