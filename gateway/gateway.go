@@ -98,6 +98,11 @@ func (o *Options) validate() error {
 		if rt.Upstream == nil || rt.Upstream.Host == "" {
 			errs = append(errs, fmt.Errorf("gateway: route %d has no upstream", i))
 		}
+		for _, p := range rt.PublicPaths {
+			if !strings.HasPrefix(p, "/") {
+				errs = append(errs, fmt.Errorf("gateway: route %d: public path %q must start with /", i, p))
+			}
+		}
 	}
 	if o.StashMaxBody <= 0 {
 		errs = append(errs, errors.New("gateway: StashMaxBody must be positive"))
@@ -139,6 +144,12 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, st *requ
 		g.fail(w, r, &httpError{Status: http.StatusNotFound, Code: "no_route",
 			Title: "Not found", Message: "No application is configured for this address."})
 		return "no_route"
+	}
+	if outcome, ok := g.passesWithoutLogin(&g.opts.Routes[ri], r); ok {
+		// Straight to the app, as nobody: the proxy removes any identity
+		// headers the client sent.
+		g.proxies[ri].ServeHTTP(w, r)
+		return outcome
 	}
 	// A kept answer to a replayed submission is shown once, at the URL the
 	// person submitted to.

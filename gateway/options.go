@@ -42,6 +42,9 @@ type Options struct {
 	// them, X-Forwarded-For, -Proto and -Host are believed (the client
 	// address for rate limits, and the chain passed upstream).
 	TrustedProxies []netip.Prefix
+	// SkipAuthPreflight passes CORS preflights (OPTIONS with Origin and
+	// Access-Control-Request-Method) to the app without a login.
+	SkipAuthPreflight bool
 }
 
 // Route sends requests for a host and path prefix to one upstream, under one
@@ -55,6 +58,12 @@ type Route struct {
 	Upstream *url.URL
 	// Policy says who may pass on this route.
 	Policy auth.Policy
+	// Public sends every request of the route to the app without a login
+	// (identity headers still removed, nothing stashed).
+	Public bool
+	// PublicPaths are path prefixes of the route served without a login,
+	// like Public (webhooks, health checks); each starts with "/".
+	PublicPaths []string
 }
 
 // PasswordChecker verifies local users (auth.Htpasswd).

@@ -143,6 +143,9 @@ func runCheckConfig(args []string, e env) int {
 	if cfg == nil {
 		return code
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(e.stderr, "postern: warning: %s\n", w)
+	}
 	fmt.Fprintf(e.stdout, "config ok: %s\n", cfg.Summary())
 	return exitOK
 }

@@ -49,6 +49,9 @@ func runGateway(ctx context.Context, args []string, e env) int {
 	// go-redis logs through a process-wide logger of its own; the process
 	// is ours here, so its lines join postern's log in postern's format.
 	redis.SetLogger(redisLog{logger})
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
 	if err := serve(ctx, cfg, logger, wire, nil); err != nil {
 		logger.Error("postern stopped", "err", err)
 		return exitFailed

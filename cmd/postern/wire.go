@@ -129,6 +129,7 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		AllowCrossSiteStash: cfg.Stash.CrossSite == "allow",
 		PassAccessToken:     cfg.OIDC.PassAccessToken,
 		TrustedProxies:      trusted,
+		SkipAuthPreflight:   cfg.SkipAuthPreflight,
 	}, parts)
 	if err != nil {
 		return built{}, errors.Join(fmt.Errorf("gateway: %w", err), backend.Close())
@@ -178,7 +179,7 @@ func gatewayRoutes(cfg *config.Config) ([]gateway.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream: %w", err)
 		}
-		return []gateway.Route{{Upstream: u, Policy: policy(cfg.Allow)}}, nil
+		return []gateway.Route{{Upstream: u, Policy: policy(cfg.Allow), PublicPaths: cfg.PublicPaths}}, nil
 	}
 	out := make([]gateway.Route, 0, len(cfg.Routes))
 	for i, r := range cfg.Routes {
@@ -190,7 +191,7 @@ func gatewayRoutes(cfg *config.Config) ([]gateway.Route, error) {
 		if allow.IsZero() {
 			allow = cfg.Allow
 		}
-		out = append(out, gateway.Route{Host: r.Host, PathPrefix: r.PathPrefix, Upstream: u, Policy: policy(allow)})
+		out = append(out, gateway.Route{Host: r.Host, PathPrefix: r.PathPrefix, Upstream: u, Policy: policy(allow), Public: r.Public})
 	}
 	return out, nil
 }

@@ -17,6 +17,11 @@ type Config struct {
 	// Routes send requests to several upstreams by host and path prefix,
 	// each with its own policy; only from the YAML file.
 	Routes []Route
+	// PublicPaths are path prefixes of the single upstream served without a
+	// login (webhooks, health checks). Routes use Route.Public instead.
+	PublicPaths []string
+	// SkipAuthPreflight passes CORS preflights to the app without a login.
+	SkipAuthPreflight bool
 	// Cookie holds the key material for cookies and stash encryption.
 	Cookie Cookie
 	// HtpasswdFile lists local users in "htpasswd -B" (bcrypt) format.
@@ -60,6 +65,9 @@ type Route struct {
 	Upstream   string
 	// Allow is the route's own policy; when empty the global one applies.
 	Allow Allow
+	// Public serves the route without a login (identity headers still
+	// removed, nothing stashed).
+	Public bool
 	// Line is where the route starts in the config file, for messages.
 	Line int
 }

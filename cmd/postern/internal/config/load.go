@@ -154,6 +154,7 @@ type routeFile struct {
 	AllowEmail  stringList `yaml:"allow_email"`
 	AllowDomain stringList `yaml:"allow_domain"`
 	AllowGroup  stringList `yaml:"allow_group"`
+	Public      bool       `yaml:"public"`
 }
 
 // stringList accepts a single string or a list of strings.
@@ -278,7 +279,7 @@ func readRoutes(path string, data []byte, root *yaml.Node) ([]Route, error) {
 		var errs []error
 		for _, msg := range te.Errors {
 			if m := unknownField.FindStringSubmatch(msg); m != nil {
-				errs = append(errs, fmt.Errorf("%s:%s: routes: unknown key %q (want host, path_prefix, upstream, allow_email, allow_domain, allow_group)", path, m[1], m[2]))
+				errs = append(errs, fmt.Errorf("%s:%s: routes: unknown key %q (want host, path_prefix, upstream, allow_email, allow_domain, allow_group, public)", path, m[1], m[2]))
 				continue
 			}
 			errs = append(errs, fmt.Errorf("%s: routes: %s", path, msg))
@@ -292,6 +293,7 @@ func readRoutes(path string, data []byte, root *yaml.Node) ([]Route, error) {
 			PathPrefix: r.PathPrefix,
 			Upstream:   r.Upstream,
 			Allow:      Allow{Emails: r.AllowEmail, Domains: r.AllowDomain, Groups: r.AllowGroup},
+			Public:     r.Public,
 		}
 		if i < len(lines) {
 			rt.Line = lines[i]

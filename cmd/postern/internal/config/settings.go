@@ -82,6 +82,20 @@ func settings() []setting {
 			set: str(func(c *Config) *string { return &c.Server.PublicURL })},
 		{name: "upstream", usage: "upstream URL for the single-route case (YAML routes: for several)",
 			set: str(func(c *Config) *string { return &c.Upstream })},
+		{name: "public-path", list: true, usage: "path prefix of --upstream served without a login, e.g. /webhooks (repeatable; YAML routes: public: true)",
+			set: func(c *Config, v string) error {
+				c.PublicPaths = append(c.PublicPaths, strings.TrimSpace(v))
+				return nil
+			}},
+		{name: "skip-auth-preflight", def: "false", boolean: true, usage: "pass CORS preflights (OPTIONS with Origin and Access-Control-Request-Method) to the app without a login",
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("%q is not true or false", v)
+				}
+				c.SkipAuthPreflight = b
+				return nil
+			}},
 		{name: "cookie-secret", usage: "base64 key material (at least 32 bytes) for cookies and stash encryption",
 			set: str(func(c *Config) *string { return &c.Cookie.Secret })},
 		{name: "cookie-secret-file", usage: "file holding the cookie secret (instead of --cookie-secret)",

@@ -54,6 +54,14 @@ func (c *Config) Validate() error {
 			add("upstream: %w", err)
 		}
 	}
+	for i, p := range c.PublicPaths {
+		if err := checkPublicPath(p); err != nil {
+			add("public_path[%d]: %w", i, err)
+		}
+	}
+	if len(c.PublicPaths) > 0 && len(c.Routes) > 0 {
+		add("public_path: only for the single --upstream; with routes:, give a route its own path_prefix and public: true")
+	}
 	for i, r := range c.Routes {
 		errs = append(errs, r.validate(fmt.Sprintf("routes[%d] (%s line %d)", i, c.File, r.Line))...)
 	}
@@ -348,4 +356,47 @@ func validHostPort(s string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 0 && n <= 65535
+}
+
+// checkPublicPath checks a public path prefix: an absolute path, nothing
+// else (no scheme, host, query, fragment, dot segments or escapes), so what
+// is public is exactly what the operator wrote.
+func checkPublicPath(p string) error {
+	const want = "want an absolute path prefix such as /webhooks"
+	switch {
+	case p == "":
+		return fmt.Errorf("empty (%s)", want)
+	case !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//"):
+		return fmt.Errorf("%q is not a path (%s)", p, want)
+	case strings.ContainsAny(p, "?#%\\ \t\r\n"):
+		return fmt.Errorf("%q is not a plain path: no query, fragment, escapes, backslashes or spaces (%s)", p, want)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("%q has a . or .. segment (%s)", p, want)
+		}
+	}
+	return nil
+}
+
+// Warnings are settings that are valid but probably not what the operator
+// meant: check-config prints them and the gateway logs them at start.
+func (c *Config) Warnings() []string {
+	var w []string
+	for _, p := range c.PublicPaths {
+		if p == "/" {
+			w = append(w, "public_path: / makes the whole upstream public: nobody is asked to log in and no identity reaches it")
+		}
+	}
+	for i, r := range c.Routes {
+		if r.Public && (r.PathPrefix == "" || r.PathPrefix == "/") {
+			host := r.Host
+			if host == "" {
+				host = "every host"
+			}
+			w = append(w, fmt.Sprintf("routes[%d] (%s line %d): public: true without a path_prefix makes all of %s public: nobody is asked to log in there",
+				i, c.File, r.Line, host))
+		}
+	}
+	return w
 }
