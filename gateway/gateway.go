@@ -171,6 +171,10 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, st *requ
 		g.fail(w, r, forbidden())
 		return "forbidden"
 	}
+	if herr := g.checkUpgradeOrigin(r, who); herr != nil {
+		g.fail(w, r, herr)
+		return "forbidden"
+	}
 	st.who = who
 	g.proxies[ri].ServeHTTP(w, r)
 	return "proxied"
