@@ -42,7 +42,7 @@ func (g *Gateway) identify(ctx context.Context, r *http.Request, ck *session.Coo
 		return nil, nil
 	}
 	p := &principal{sid: ck.SID, rec: rec}
-	if g.logins.oidc != nil && rec.RefreshToken != "" && !rec.TokenExpiry.IsZero() && now.Add(refreshAhead).After(rec.TokenExpiry) {
+	if g.logins.oidc != nil && refreshDue(rec, now) {
 		return g.refresh(ctx, p)
 	}
 	return p, nil

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -25,10 +24,6 @@ type OIDCLogin interface {
 
 // loginStateTTL is how long a person may take at the identity provider.
 const loginStateTTL = 30 * time.Minute
-
-// refreshAhead is how long before the access token expires the gateway
-// refreshes it, so a working session is never bounced to the provider.
-const refreshAhead = time.Minute
 
 // providerTimeout bounds each call to the identity provider's token
 // endpoint, so a hung provider cannot hold a request (or, for a refresh,
@@ -120,56 +115,6 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("user", id.User), slog.String("method", "oidc"))
 	g.complete(w, r, ck, who, ls.StashID, ls.ReturnURL)
-}
-
-// refresh renews an OIDC session's access token shortly before it expires.
-// Concurrent requests of one session share one refresh, which runs to its
-// end even if the request that started it goes away (a rotated refresh
-// token that is not saved would end the session). A provider that
-// rejects the refresh token ends the session (the next submission goes
-// through the stash flow again and loses nothing); a provider that cannot be
-// reached leaves the session as it is.
-func (g *Gateway) refresh(ctx context.Context, p *principal) (*principal, error) {
-	v, err, _ := g.refreshes.Do(p.sid, func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), providerTimeout)
-		defer cancel()
-		id, tokens, err := g.logins.oidc.Refresh(rctx, p.rec.RefreshToken)
-		if err != nil {
-			return nil, err
-		}
-		if id.Subject != "" && id.Subject != p.rec.Subject {
-			return nil, fmt.Errorf("refresh returned another subject: %w", oidc.ErrRejected)
-		}
-		rec := p.rec
-		if id.Subject != "" {
-			// The provider's current view of the person: a changed email or
-			// group membership applies from this refresh on.
-			rec.User, rec.Email, rec.Groups = id.User, id.Email, id.Groups
-		}
-		rec.AccessToken, rec.TokenExpiry = tokens.AccessToken, tokens.Expiry
-		if tokens.RefreshToken != "" {
-			rec.RefreshToken = tokens.RefreshToken
-		}
-		if tokens.IDToken != "" {
-			rec.IDToken = tokens.IDToken
-		}
-		if err := g.store.SaveSession(rctx, p.sid, rec, rec.Expires.Sub(g.now())); err != nil {
-			return nil, storeError(err)
-		}
-		return &principal{sid: p.sid, rec: rec}, nil
-	})
-	switch {
-	case err == nil:
-		return v.(*principal), nil
-	case errors.Is(err, oidc.ErrUnavailable):
-		g.log.LogAttrs(ctx, slog.LevelWarn, "token refresh postponed: provider unavailable", slog.String("user", p.rec.User))
-		return p, nil
-	case errors.As(err, new(*httpError)):
-		return nil, err
-	}
-	g.log.LogAttrs(ctx, slog.LevelInfo, "token refresh rejected, session ended", slog.String("user", p.rec.User), slog.String("error", err.Error()))
-	_ = g.store.DeleteSession(context.WithoutCancel(ctx), p.sid)
-	return nil, nil
 }
 
 func badLogin(msg, back string) *httpError {

@@ -86,6 +86,16 @@ type Backend interface {
 	// missing blob is not an error.
 	DeleteBlob(ctx context.Context, key string) error
 
+	// SetNX stores value under key for ttl unless an unexpired record is
+	// there already, atomically across every process sharing the backend.
+	// It returns the record now under key and whether it is value (stored
+	// by this call). Leases and one-time bindings are built on it.
+	SetNX(ctx context.Context, key string, value []byte, ttl time.Duration) (current []byte, stored bool, err error)
+	// DeleteIf removes the record under key only if it holds exactly value,
+	// atomically (a lease is released only by its holder). It reports
+	// whether it removed it; a missing key is false, not an error.
+	DeleteIf(ctx context.Context, key string, value []byte) (bool, error)
+
 	// Ping reports whether the backend can serve requests (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the backend's resources.

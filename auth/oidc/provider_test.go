@@ -191,12 +191,20 @@ func TestRefresh(t *testing.T) {
 	if fresh.RefreshToken == "" {
 		t.Error("refresh lost the refresh token")
 	}
-	// The provider rotates refresh tokens: the old one is spent.
+	_, last, err := f.p.Refresh(ctxTimeout(t), fresh.RefreshToken)
+	if err != nil {
+		t.Fatalf("Refresh with the rotated token: %v", err)
+	}
+	// The provider rotates refresh tokens: the old one is spent, and
+	// presenting it again (reuse) revokes every token of the login.
 	if _, _, err := f.p.Refresh(ctxTimeout(t), tokens.RefreshToken); !errors.Is(err, oidc.ErrRejected) {
 		t.Errorf("Refresh with a spent token: error = %v, want ErrRejected", err)
 	}
-	if _, _, err := f.p.Refresh(ctxTimeout(t), fresh.RefreshToken); err != nil {
-		t.Errorf("Refresh with the rotated token: %v", err)
+	if _, _, err := f.p.Refresh(ctxTimeout(t), last.RefreshToken); !errors.Is(err, oidc.ErrRejected) {
+		t.Errorf("Refresh with the newest token after a reuse: error = %v, want ErrRejected (family revoked)", err)
+	}
+	if grants, reuses := srv.RefreshStats(); grants != 2 || reuses != 1 {
+		t.Errorf("provider counted %d grants and %d reuses, want 2 and 1", grants, reuses)
 	}
 }
 

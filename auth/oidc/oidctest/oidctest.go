@@ -122,6 +122,7 @@ func New(t testing.TB, opts ...Options) *Server {
 		Storage:         storage.NewStorageWithClients(users, map[string]*storage.Client{s.ClientID: client}),
 		users:           users,
 		claimsInIDToken: o.ClaimsInIDToken,
+		rotation:        newRotation(),
 	}
 	s.store.rotate()
 
@@ -297,6 +298,7 @@ type store struct {
 	*storage.Storage
 	users           users
 	claimsInIDToken bool
+	rotation        rotation
 
 	keyMu sync.Mutex
 	keys  []*signingKey // current last
