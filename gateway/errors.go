@@ -68,6 +68,21 @@ func storeError(err error) *httpError {
 	}
 }
 
+// handlerFunc is a gateway handler: it answers the request, or returns the
+// error that handle turns into the answer (tailscale tsweb's
+// ReturnHandler), so a handler does not repeat "fail, then return" after
+// every step.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle adapts a handlerFunc to http.Handler: its error goes to fail.
+func (g *Gateway) handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			g.fail(w, r, err)
+		}
+	}
+}
+
 // fail is the one place that turns an error into an HTTP answer: a page for
 // a person's browser, JSON for anything else. Internal details never reach
 // the client; server-side failures are logged with their cause.

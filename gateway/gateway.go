@@ -19,26 +19,32 @@ import (
 // forwarded upstream.
 const prefix = "/.postern/"
 
-// Gateway is postern's request path. It is an http.Handler.
+// Gateway is postern's request path: a router, as httputil.ReverseProxy
+// is one type with a few hooks. It finds who a request comes from and its
+// route, then hands it to the step that answers it: the route's proxy, the
+// interceptor (no session: stash + 307), the replayer (after a login: the
+// stash sent once) or the result keeper (the kept answer, shown once).
+// Handlers return errors; fail turns them into answers. It is an
+// http.Handler.
 type Gateway struct {
 	opts    Options
-	store   *session.Store
+	store   *session.Store // sessions and logins in progress
 	cookies *session.Cookies
 	logins  loginMethods
 	log     *slog.Logger
 	now     func() time.Time
-	ready   func(context.Context) error
 
 	bearer    BearerVerifier
 	signer    AssertionSigner
 	refreshes singleflight.Group // one OIDC token refresh per session at a time
 
-	transport http.RoundTripper
-	buffers   httputil.BufferPool      // copy buffers shared by the proxies
-	proxies   []*httputil.ReverseProxy // one per route, same index
-	pages     *pages
-	metrics   *metrics
-	own       *http.ServeMux
+	proxies     []*httputil.ReverseProxy // one per route, same index
+	interceptor *interceptor
+	replayer    *replayer
+	results     *resultKeeper
+	pages       *pages
+	metrics     *metrics
+	own         *http.ServeMux
 }
 
 // New returns a Gateway for opts, built from parts.
@@ -53,16 +59,14 @@ func New(opts Options, parts Parts) (*Gateway, error) {
 		return nil, errors.New("gateway: no login method configured")
 	}
 	g := &Gateway{
-		opts:      opts,
-		store:     parts.Store,
-		cookies:   parts.Cookies,
-		logins:    loginMethods{passwords: parts.Passwords, limiter: parts.Limiter, oidc: parts.OIDC},
-		bearer:    parts.Bearer,
-		signer:    parts.Assertion,
-		log:       parts.Logger,
-		now:       parts.Now,
-		ready:     parts.Ready,
-		transport: parts.Transport,
+		opts:    opts,
+		store:   parts.Store,
+		cookies: parts.Cookies,
+		logins:  loginMethods{passwords: parts.Passwords, limiter: parts.Limiter, oidc: parts.OIDC},
+		bearer:  parts.Bearer,
+		signer:  parts.Assertion,
+		log:     parts.Logger,
+		now:     parts.Now,
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -70,19 +74,26 @@ func New(opts Options, parts Parts) (*Gateway, error) {
 	if g.now == nil {
 		g.now = time.Now
 	}
-	if g.transport == nil {
-		g.transport = NewTransport()
+	transport := parts.Transport
+	if transport == nil {
+		transport = NewTransport()
 	}
 	var err error
 	if g.pages, err = newPages(); err != nil {
 		return nil, err
 	}
 	g.metrics = newMetrics()
-	g.buffers = newBufferPool()
-	for i := range opts.Routes {
-		g.proxies = append(g.proxies, g.newProxy(&opts.Routes[i]))
+	buffers := newBufferPool()
+	for i := range g.opts.Routes {
+		g.proxies = append(g.proxies, g.newProxy(&g.opts.Routes[i], transport, buffers))
 	}
-	g.own = g.ownEndpoints()
+	pending := &pendingList{store: parts.Store, max: opts.StashMaxPending, ttl: opts.StashTTL, now: g.now, log: g.log}
+	g.interceptor = &interceptor{opts: &g.opts, store: parts.Store, pending: pending, cookies: parts.Cookies,
+		metrics: g.metrics, log: g.log, now: g.now}
+	g.replayer = &replayer{store: parts.Store, routes: g, pending: pending, cookies: parts.Cookies,
+		metrics: g.metrics, log: g.log, stashTTL: opts.StashTTL, maxKept: opts.StashMaxBody}
+	g.results = &resultKeeper{store: parts.Store, cookies: parts.Cookies, metrics: g.metrics, log: g.log}
+	g.own = g.ownEndpoints(parts.Ready)
 	return g, nil
 }
 
@@ -125,7 +136,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.own.ServeHTTP(w, r)
 		return
 	}
-	outcome := g.serveUpstream(w, r, st)
+	outcome, err := g.serveUpstream(w, r, st)
+	if err != nil {
+		g.fail(w, r, err)
+	}
 	elapsed := g.now().Sub(start)
 	g.metrics.requests.WithLabelValues(outcome).Inc()
 	g.metrics.duration.WithLabelValues(outcome).Observe(elapsed.Seconds())
@@ -135,49 +149,53 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("path", r.URL.Path), slog.String("outcome", outcome), slog.Duration("duration", elapsed))
 }
 
-// serveUpstream handles every request that is not for the gateway itself and
-// returns the outcome label for metrics.
-func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, st *requestState) string {
+// serveUpstream handles every request that is not for the gateway itself.
+// It returns the outcome label for metrics, and the error to answer with.
+func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, st *requestState) (string, error) {
 	ck := st.cookie
 	ri := g.route(r.Host, r.URL.Path)
 	if ri < 0 {
-		g.fail(w, r, &httpError{Status: http.StatusNotFound, Code: "no_route",
-			Title: "Not found", Message: "No application is configured for this address."})
-		return "no_route"
+		return "no_route", &httpError{Status: http.StatusNotFound, Code: "no_route",
+			Title: "Not found", Message: "No application is configured for this address."}
 	}
 	if outcome, ok := g.passesWithoutLogin(&g.opts.Routes[ri], r); ok {
 		// Straight to the app, as nobody: the proxy removes any identity
 		// headers the client sent.
 		g.proxies[ri].ServeHTTP(w, r)
-		return outcome
+		return outcome, nil
 	}
 	// A kept answer to a replayed submission is shown once, at the URL the
 	// person submitted to.
 	if ref, ok := pendingResult(ck, r); ok {
-		g.deliverResult(w, r, ck, ref)
-		return "result"
+		return "result", g.results.show(w, r, ck, ref)
 	}
 	who, err := g.identify(r.Context(), r, ck)
 	if err != nil {
-		g.fail(w, r, err)
-		return "error"
+		return "error", err
 	}
 	if who == nil {
-		return g.intercept(w, r, ck)
+		return g.interceptor.intercept(w, r, ck)
 	}
 	if !g.opts.Routes[ri].Policy.Allows(who.identity()) {
 		g.log.LogAttrs(r.Context(), slog.LevelInfo, "access denied by policy", slog.String("user", who.rec.User),
 			slog.String("email", who.rec.Email), slog.String("path", r.URL.Path))
-		g.fail(w, r, forbidden())
-		return "forbidden"
+		return "forbidden", forbidden()
 	}
 	if herr := g.checkUpgradeOrigin(r, who); herr != nil {
-		g.fail(w, r, herr)
-		return "forbidden"
+		return "forbidden", herr
 	}
 	st.who = who
 	g.proxies[ri].ServeHTTP(w, r)
-	return "proxied"
+	return "proxied", nil
+}
+
+// routeFor returns the route for host and path, and its proxy.
+func (g *Gateway) routeFor(host, path string) (*Route, *httputil.ReverseProxy, bool) {
+	ri := g.route(host, path)
+	if ri < 0 {
+		return nil, nil, false
+	}
+	return &g.opts.Routes[ri], g.proxies[ri], true
 }
 
 // route returns the index of the first route matching host and path, or -1.
@@ -219,6 +237,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 type requestState struct {
 	cookie *session.Cookie
 	who    *principal // set when the request is proxied for someone
+	replay *send      // set when the request is a replay
 }
 
 type stateKey struct{}

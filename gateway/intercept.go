@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,61 +23,114 @@ var stashHeaders = []string{
 	"Accept", "Accept-Language", "User-Agent", "Referer", "Origin",
 }
 
+// stasher is what the interceptor needs of the store: keep a submission in
+// one call, and the usage its budget is checked against.
+type stasher interface {
+	PutStash(ctx context.Context, id string, req session.Stored, body io.Reader, limit int64, ttl time.Duration) (int64, error)
+	DeleteStash(ctx context.Context, id string) error
+	Usage(ctx context.Context) (int64, bool, error)
+}
+
+// interceptor answers requests that come with no valid session: it decides
+// whether a submission may be kept (the cross-site rule, the limits) and
+// keeps it in one call to the store, then sends the browser to the login.
+type interceptor struct {
+	opts    *Options
+	store   stasher
+	pending *pendingList
+	cookies *session.Cookies
+	metrics *metrics
+	log     *slog.Logger
+	now     func() time.Time
+}
+
 // intercept answers a request that comes with no valid session: API clients
 // get 401; a browser's GET or HEAD is sent to the login and back; any other
 // method is stashed (after the cross-site rule) and sent to the login with a
-// 307, which the browser follows with the same method and body.
-func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.Cookie) string {
+// 307, which the browser follows with the same method and body. It returns
+// the outcome label for metrics, and the error to answer with, if any.
+func (in *interceptor) intercept(w http.ResponseWriter, r *http.Request, ck *session.Cookie) (string, error) {
 	if !wantsHTML(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="postern"`)
-		g.fail(w, r, &httpError{Status: http.StatusUnauthorized, Code: "unauthenticated",
-			Title: "Login required", Message: "This resource needs a login or a bearer token."})
-		return "unauthenticated"
+		return "unauthenticated", &httpError{Status: http.StatusUnauthorized, Code: "unauthenticated",
+			Title: "Login required", Message: "This resource needs a login or a bearer token."}
 	}
 	switch r.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 	case http.MethodGet, http.MethodHead:
-		if err := g.saveCookie(w, r, ck); err != nil {
-			g.fail(w, r, err)
-			return "error"
+		if err := saveCookie(in.cookies, w, r, ck); err != nil {
+			return "error", err
 		}
 		http.Redirect(w, r, loginURL("", r.URL.RequestURI()), http.StatusTemporaryRedirect)
-		return "login"
+		return "login", nil
 	default:
 		// Other methods (OPTIONS, PROPFIND, ...) are not kept across a login.
-		g.fail(w, r, &httpError{Status: http.StatusUnauthorized, Code: "unauthenticated",
-			Title: "Login required", Message: "This request needs a login.", Login: loginURL("", "/")})
-		return "unauthenticated"
+		return "unauthenticated", &httpError{Status: http.StatusUnauthorized, Code: "unauthenticated",
+			Title: "Login required", Message: "This request needs a login.", Login: loginURL("", "/")}
 	}
+	if herr := in.refuse(r); herr != nil {
+		return herr.Code, herr
+	}
+	id := session.NewID()
+	n, err := in.keep(r, ck, id)
+	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			return he.Code, err
+		}
+		return "error", err
+	}
+	if err := saveCookie(in.cookies, w, r, ck); err != nil {
+		_ = in.store.DeleteStash(r.Context(), id)
+		return "error", err
+	}
+	in.metrics.stashes.WithLabelValues("kept").Inc()
+	in.log.LogAttrs(r.Context(), slog.LevelInfo, "submission stashed for login",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int64("bytes", n))
+	// 307 keeps the method: the browser re-sends the body to the login,
+	// which does not read it; the body was stored once, here.
+	http.Redirect(w, r, loginURL(id, r.URL.RequestURI()), http.StatusTemporaryRedirect)
+	return "stashed", nil
+}
+
+// refuse says why a submission may not be kept across a login, or nil.
+func (in *interceptor) refuse(r *http.Request) *httpError {
 	if strings.HasPrefix(r.URL.RequestURI(), "//") {
 		// After the login the browser is sent back to this address, and
 		// "//host/..." would leave the gateway's origin.
-		g.fail(w, r, &httpError{Status: http.StatusBadRequest, Code: "bad_target", Title: "Submission not kept",
-			Message: "This address cannot be kept across a login. Log in first, then send it again.", Login: loginURL("", "/")})
-		return "bad_target"
+		return &httpError{Status: http.StatusBadRequest, Code: "bad_target", Title: "Submission not kept",
+			Message: "This address cannot be kept across a login. Log in first, then send it again.", Login: loginURL("", "/")}
 	}
-	if !g.opts.AllowCrossSiteStash && g.crossSite(r) {
+	if !in.opts.AllowCrossSiteStash && in.crossSite(r) {
 		// The submission is dropped, not kept: a login must never turn a
 		// forged cross-site request into a real one.
-		g.metrics.stashes.WithLabelValues("cross_site").Inc()
-		g.log.LogAttrs(r.Context(), slog.LevelInfo, "cross-site submission refused (not kept)",
+		in.metrics.stashes.WithLabelValues("cross_site").Inc()
+		in.log.LogAttrs(r.Context(), slog.LevelInfo, "cross-site submission refused (not kept)",
 			slog.String("path", r.URL.Path), slog.String("origin", r.Header.Get("Origin")),
-			slog.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")), slog.String("public_url", g.opts.PublicURL.String()))
-		g.fail(w, r, &httpError{Status: http.StatusForbidden, Code: "cross_site",
+			slog.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")), slog.String("public_url", in.opts.PublicURL.String()))
+		return &httpError{Status: http.StatusForbidden, Code: "cross_site",
 			Title: "Submission not kept",
 			Message: "This form was sent from another site while you were not logged in. " +
 				"For your safety it was not kept and will not be sent. Log in, then submit it again from this site.",
-			Login: loginURL("", sameOriginPath(r.Referer(), g.opts.PublicURL, "/"))})
-		return "cross_site"
+			Login: loginURL("", sameOriginPath(r.Referer(), in.opts.PublicURL, "/"))}
 	}
-	id := session.NewID()
+	if r.ContentLength > in.opts.StashMaxBody {
+		in.metrics.stashes.WithLabelValues("too_large").Inc()
+		return in.tooLarge(r)
+	}
+	return nil
+}
+
+// keep stores the submission under id in one call to the store, after the
+// limits that protect the store admit it. It returns the body bytes kept.
+func (in *interceptor) keep(r *http.Request, ck *session.Cookie, id string) (int64, error) {
 	stored := session.Stored{
 		Method:  r.Method,
 		Host:    r.Host,
 		URL:     r.URL.RequestURI(),
 		Header:  make(http.Header),
 		Owner:   ck.BrowserID,
-		Created: g.now(),
+		Created: in.now(),
 		Size:    r.ContentLength,
 	}
 	for _, k := range stashHeaders {
@@ -84,93 +138,60 @@ func (g *Gateway) intercept(w http.ResponseWriter, r *http.Request, ck *session.
 			stored.Header[k] = v
 		}
 	}
-	if r.ContentLength > g.opts.StashMaxBody {
-		g.metrics.stashes.WithLabelValues("too_large").Inc()
-		g.fail(w, r, g.tooLarge(r))
-		return "too_large"
-	}
-	if herr := g.admitStash(r, ck, id); herr != nil {
-		g.fail(w, r, herr)
-		return herr.Code
+	if herr := in.admit(r, ck, id); herr != nil {
+		return 0, herr
 	}
 	body := &clientBody{r: r.Body}
-	n, err := g.store.PutStash(r.Context(), id, stored, body, g.opts.StashMaxBody, g.opts.StashTTL)
+	n, err := in.store.PutStash(r.Context(), id, stored, body, in.opts.StashMaxBody, in.opts.StashTTL)
 	if err != nil {
-		g.releasePending(r.Context(), ck.BrowserID, id)
+		in.pending.release(r.Context(), ck.BrowserID, id)
 	}
 	switch {
 	case errors.Is(err, session.ErrTooLarge):
-		g.metrics.stashes.WithLabelValues("too_large").Inc()
-		g.fail(w, r, g.tooLarge(r))
-		return "too_large"
+		in.metrics.stashes.WithLabelValues("too_large").Inc()
+		return 0, in.tooLarge(r)
 	case err != nil && body.err != nil:
-		g.fail(w, r, &httpError{Status: http.StatusBadRequest, Code: "bad_body", Title: "Submission incomplete",
-			Message: "The submission could not be read completely, so it was not kept. Please send it again.", Cause: err})
-		return "bad_body"
+		return 0, &httpError{Status: http.StatusBadRequest, Code: "bad_body", Title: "Submission incomplete",
+			Message: "The submission could not be read completely, so it was not kept. Please send it again.", Cause: err}
 	case err != nil:
-		g.fail(w, r, storeError(err))
-		return "error"
+		return 0, fmt.Errorf("keeping a submission: %w", err)
 	}
-	if err := g.saveCookie(w, r, ck); err != nil {
-		_ = g.store.DeleteStash(r.Context(), id)
-		g.fail(w, r, err)
-		return "error"
-	}
-	g.metrics.stashes.WithLabelValues("kept").Inc()
-	g.log.LogAttrs(r.Context(), slog.LevelInfo, "submission stashed for login",
-		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int64("bytes", n))
-	// 307 keeps the method: the browser re-sends the body to the login,
-	// which does not read it; the body was stored once, here.
-	http.Redirect(w, r, loginURL(id, r.URL.RequestURI()), http.StatusTemporaryRedirect)
-	return "stashed"
+	return n, nil
 }
 
-// admitStash applies the limits that protect the store before a
-// submission is kept: the store's budget, and how many submissions one
-// browser may have waiting. What is refused gets a page that says why.
-func (g *Gateway) admitStash(r *http.Request, ck *session.Cookie, id string) *httpError {
+// admit applies the limits that protect the store before a submission is
+// kept: the store's budget, and how many submissions one browser may have
+// waiting. What is refused gets a page that says why.
+func (in *interceptor) admit(r *http.Request, ck *session.Cookie, id string) *httpError {
 	ctx := r.Context()
-	if g.opts.StoreBudget > 0 {
-		used, ok, err := g.store.Usage(ctx)
+	if in.opts.StoreBudget > 0 {
+		used, ok, err := in.store.Usage(ctx)
 		if err != nil {
 			return storeError(err)
 		}
-		if ok && used+max(r.ContentLength, 0) > g.opts.StoreBudget {
-			g.metrics.stashes.WithLabelValues("store_full").Inc()
-			g.log.LogAttrs(ctx, slog.LevelWarn, "store budget reached, submission not kept",
-				slog.Int64("used", used), slog.Int64("budget", g.opts.StoreBudget))
+		if ok && used+max(r.ContentLength, 0) > in.opts.StoreBudget {
+			in.metrics.stashes.WithLabelValues("store_full").Inc()
+			in.log.LogAttrs(ctx, slog.LevelWarn, "store budget reached, submission not kept",
+				slog.Int64("used", used), slog.Int64("budget", in.opts.StoreBudget))
 			return &httpError{Status: http.StatusServiceUnavailable, Code: "store_full", RetryAfter: time.Minute,
-				Title: "Submission not kept", Login: loginURL("", sameOriginPath(r.Referer(), g.opts.PublicURL, "/")),
+				Title: "Submission not kept", Login: loginURL("", sameOriginPath(r.Referer(), in.opts.PublicURL, "/")),
 				Message: "You are not logged in, and the gateway cannot keep more submissions right now. " +
 					"It was not kept. Log in first, then send it again."}
 		}
 	}
-	if g.opts.StashMaxPending > 0 {
-		now := g.now()
-		err := g.store.ReservePending(ctx, ck.BrowserID, id, g.opts.StashMaxPending, now.Add(g.opts.StashTTL), now)
-		switch {
-		case errors.Is(err, session.ErrLimit):
-			g.metrics.stashes.WithLabelValues("too_many").Inc()
-			return &httpError{Status: http.StatusTooManyRequests, Code: "too_many",
-				Title: "Too many submissions waiting", Login: loginURL("", sameOriginPath(r.Referer(), g.opts.PublicURL, "/")),
-				Message: "This browser already has " + strconv.Itoa(g.opts.StashMaxPending) +
-					" submissions waiting for a login, so this one was not kept. Log in from a tab that shows the login page: " +
-					"its submission is sent, and the other waiting tabs offer to send theirs. Then submit this one again."}
-		case err != nil:
-			return storeError(err)
-		}
+	err := in.pending.reserve(ctx, ck.BrowserID, id)
+	switch {
+	case errors.Is(err, session.ErrLimit):
+		in.metrics.stashes.WithLabelValues("too_many").Inc()
+		return &httpError{Status: http.StatusTooManyRequests, Code: "too_many",
+			Title: "Too many submissions waiting", Login: loginURL("", sameOriginPath(r.Referer(), in.opts.PublicURL, "/")),
+			Message: "This browser already has " + strconv.Itoa(in.opts.StashMaxPending) +
+				" submissions waiting for a login, so this one was not kept. Log in from a tab that shows the login page: " +
+				"its submission is sent, and the other waiting tabs offer to send theirs. Then submit this one again."}
+	case err != nil:
+		return storeError(err)
 	}
 	return nil
-}
-
-// releasePending forgets a stash in its browser's pending list.
-func (g *Gateway) releasePending(ctx context.Context, owner, id string) {
-	if g.opts.StashMaxPending <= 0 {
-		return
-	}
-	if err := g.store.ReleasePending(context.WithoutCancel(ctx), owner, id, g.now()); err != nil {
-		g.log.LogAttrs(ctx, slog.LevelWarn, "releasing a pending stash failed", slog.String("error", err.Error()))
-	}
 }
 
 // loginURL is the gateway's login with the pending stash and return path.
@@ -188,19 +209,19 @@ func loginURL(stash, rd string) string {
 	return prefix + "login?" + q.Encode()
 }
 
-func (g *Gateway) tooLarge(r *http.Request) *httpError {
+func (in *interceptor) tooLarge(r *http.Request) *httpError {
 	return &httpError{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
 		Title: "Submission too large to keep",
-		Message: "You are not logged in, and this submission is larger than the " + formatBytes(g.opts.StashMaxBody) +
+		Message: "You are not logged in, and this submission is larger than the " + formatBytes(in.opts.StashMaxBody) +
 			" the gateway can keep while you log in. It was not kept. Log in first, then send it again.",
-		Login: loginURL("", sameOriginPath(r.Referer(), g.opts.PublicURL, r.URL.RequestURI()))}
+		Login: loginURL("", sameOriginPath(r.Referer(), in.opts.PublicURL, r.URL.RequestURI()))}
 }
 
 // crossSite reports whether a submission comes from another site: the
 // browser says so (Sec-Fetch-Site), or its Origin is neither the gateway's
 // public origin nor the origin of the host it was sent to (routes by host
 // serve several origins).
-func (g *Gateway) crossSite(r *http.Request) bool {
+func (in *interceptor) crossSite(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "cross-site", "same-site":
 		// same-site is still another origin (a sibling subdomain).
@@ -214,7 +235,7 @@ func (g *Gateway) crossSite(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return true // includes Origin: null
 	}
-	public := g.opts.PublicURL
+	public := in.opts.PublicURL
 	if !strings.EqualFold(u.Scheme, public.Scheme) {
 		return true
 	}

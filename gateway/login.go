@@ -29,17 +29,15 @@ const maxFormBytes = 64 << 10
 // ?stash= is the browser following the 307 with the original submission
 // (its body is not read: it was stashed already); it gets the login page.
 // A POST without it is the login form.
-func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	if r.Method == http.MethodPost && !q.Has("stash") {
-		g.loginSubmit(w, r)
-		return
+		return g.loginSubmit(w, r)
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !q.Has("stash") {
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		g.fail(w, r, &httpError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
-			Title: "Method not allowed", Message: "The login page accepts GET and POST."})
-		return
+		return &httpError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Title: "Method not allowed", Message: "The login page accepts GET and POST."}
 	}
 	ck := cookieFrom(r.Context())
 	if q.Has("stash") && r.Body != nil {
@@ -54,28 +52,26 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	}
 	who, err := g.identify(r.Context(), r, ck)
 	if err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	if err := g.saveCookie(w, r, ck); err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	if who != nil {
 		if stash == "" {
 			seeOther(w, rd)
-			return
+			return nil
 		}
 		// Logged in already (another tab did it): the person confirms that
 		// this tab's pending submission should now be sent.
 		g.pages.render(w, http.StatusOK, "continue", pageData{CSRF: ck.CSRF, Stash: stash, Return: rd, User: who.rec.User})
-		return
+		return nil
 	}
 	if g.logins.passwords == nil || (q.Get("sso") == "1" && g.logins.oidc != nil) {
-		g.startOIDC(w, r, ck, stash, rd)
-		return
+		return g.startOIDC(w, r, ck, stash, rd)
 	}
 	g.pages.render(w, http.StatusOK, "login", g.loginPage(ck, stash, rd))
+	return nil
 }
 
 // loginPage is the data of the login page.
@@ -89,16 +85,14 @@ func (g *Gateway) loginPage(ck *session.Cookie, stash, rd string) pageData {
 
 // loginSubmit checks the login form and, on success, completes the login:
 // replays the pending submission once, or returns to where the person was.
-func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	ck := cookieFrom(r.Context())
 	form, err := g.parseForm(w, r, ck)
 	if err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	if g.logins.passwords == nil {
-		g.startOIDC(w, r, ck, form.stash, form.rd)
-		return
+		return g.startOIDC(w, r, ck, form.stash, form.rd)
 	}
 	data := g.loginPage(ck, form.stash, form.rd)
 	data.Username = r.PostForm.Get("username")
@@ -110,7 +104,7 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", retryAfter(wait))
 			data.Error = "Too many failed attempts. Please wait " + wait.Round(time.Second).String() + " and try again."
 			g.pages.render(w, http.StatusTooManyRequests, "login", data)
-			return
+			return nil
 		}
 	}
 	id, err := g.logins.passwords.Check(user, pass)
@@ -125,7 +119,7 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			data.Error = "The login could not be checked. Please try again."
 		}
 		g.pages.render(w, http.StatusUnauthorized, "login", data)
-		return
+		return nil
 	}
 	if g.logins.limiter != nil {
 		g.logins.limiter.Succeeded(user, addr)
@@ -133,11 +127,10 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	g.metrics.logins.WithLabelValues("local", "ok").Inc()
 	who, err := g.startSession(r, ck, id, "local", oidc.Tokens{})
 	if err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("user", id.User), slog.String("method", "local"))
-	g.complete(w, r, ck, who, form.stash, form.rd)
+	return g.complete(w, r, ck, who, form.stash, form.rd)
 }
 
 // startSession creates the server-side session for id and points the cookie
@@ -162,61 +155,56 @@ func (g *Gateway) startSession(r *http.Request, ck *session.Cookie, id auth.Iden
 
 // complete finishes a login: the pending submission is replayed once, or
 // the browser returns to where it was.
-func (g *Gateway) complete(w http.ResponseWriter, r *http.Request, ck *session.Cookie, who *principal, stash, rd string) {
+func (g *Gateway) complete(w http.ResponseWriter, r *http.Request, ck *session.Cookie, who *principal, stash, rd string) error {
 	if stash == "" {
 		if err := g.saveCookie(w, r, ck); err != nil {
-			g.fail(w, r, err)
-			return
+			return err
 		}
 		seeOther(w, rd)
-		return
+		return nil
 	}
-	g.replay(w, r, ck, who, stash, rd)
+	return g.replayer.replay(w, r, ck, who, stash, rd)
 }
 
 // resume replays a stash for a person who is logged in already: the
 // "continue" button of another tab, or the retry after an upstream refused.
-func (g *Gateway) resume(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) resume(w http.ResponseWriter, r *http.Request) error {
 	ck := cookieFrom(r.Context())
 	form, err := g.parseForm(w, r, ck)
 	if err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	who, err := g.identify(r.Context(), r, ck)
 	if err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	if who == nil {
 		http.Redirect(w, r, loginURL(form.stash, form.rd), http.StatusSeeOther)
-		return
+		return nil
 	}
-	g.complete(w, r, ck, who, form.stash, form.rd)
+	return g.complete(w, r, ck, who, form.stash, form.rd)
 }
 
 // logout ends the session: GET asks, POST does it.
-func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) error {
 	ck := cookieFrom(r.Context())
 	if r.Method != http.MethodPost {
 		if r.URL.Query().Has("done") {
 			g.pages.render(w, http.StatusOK, "loggedout", pageData{})
-			return
+			return nil
 		}
 		if err := g.saveCookie(w, r, ck); err != nil {
-			g.fail(w, r, err)
-			return
+			return err
 		}
 		data := pageData{CSRF: ck.CSRF}
 		if who, err := g.identify(r.Context(), r, ck); err == nil && who != nil {
 			data.LoggedIn, data.User = true, who.rec.User
 		}
 		g.pages.render(w, http.StatusOK, "logout", data)
-		return
+		return nil
 	}
 	if _, err := g.parseForm(w, r, ck); err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	var idToken string
 	if ck.SID != "" {
@@ -224,24 +212,23 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 			idToken = rec.IDToken
 		}
 		if err := g.store.DeleteSession(r.Context(), ck.SID); err != nil {
-			g.fail(w, r, storeError(err))
-			return
+			return storeError(err)
 		}
 	}
 	ck.SID, ck.CSRF, ck.Results = "", session.NewID(), nil
 	if err := g.saveCookie(w, r, ck); err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	done := g.opts.PublicURL.JoinPath(prefix, "logout").String() + "?done"
 	if g.logins.oidc != nil && idToken != "" {
 		// RP-initiated logout: the provider ends its session too.
 		if to, ok := g.logins.oidc.EndSessionURL(idToken, done); ok {
 			http.Redirect(w, r, to, http.StatusSeeOther)
-			return
+			return nil
 		}
 	}
 	http.Redirect(w, r, done, http.StatusSeeOther)
+	return nil
 }
 
 type gatewayForm struct {
@@ -278,7 +265,12 @@ func (g *Gateway) parseForm(w http.ResponseWriter, r *http.Request, ck *session.
 
 // saveCookie writes the session cookie; a failure here is the gateway's.
 func (g *Gateway) saveCookie(w http.ResponseWriter, r *http.Request, ck *session.Cookie) error {
-	if err := g.cookies.Save(w, r, ck); err != nil {
+	return saveCookie(g.cookies, w, r, ck)
+}
+
+// saveCookie writes ck with cookies; a failure here is the gateway's.
+func saveCookie(cookies *session.Cookies, w http.ResponseWriter, r *http.Request, ck *session.Cookie) error {
+	if err := cookies.Save(w, r, ck); err != nil {
 		return &httpError{Status: http.StatusInternalServerError, Code: "internal", Title: "Something went wrong",
 			Message: "The gateway could not write its cookie.", Cause: err}
 	}

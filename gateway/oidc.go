@@ -34,63 +34,55 @@ const providerTimeout = 15 * time.Second
 // 307: the login form must not be re-sent there, RFC 9700 §4.12). The state
 // names what the login remembers — nonce, PKCE verifier, the pending stash —
 // one per tab, so several tabs can log in at once.
-func (g *Gateway) startOIDC(w http.ResponseWriter, r *http.Request, ck *session.Cookie, stash, rd string) {
+func (g *Gateway) startOIDC(w http.ResponseWriter, r *http.Request, ck *session.Cookie, stash, rd string) error {
 	state, nonce, verifier := session.NewID(), session.NewID(), oauth2.GenerateVerifier()
 	ls := session.LoginState{BrowserID: ck.BrowserID, Nonce: nonce, Verifier: verifier,
 		StashID: stash, ReturnURL: rd, Created: g.now()}
 	if err := g.store.SaveLoginState(r.Context(), state, ls, loginStateTTL); err != nil {
-		g.fail(w, r, storeError(err))
-		return
+		return storeError(err)
 	}
 	to, err := g.logins.oidc.AuthCodeURL(r.Context(), state, nonce, verifier)
 	if err != nil {
-		g.fail(w, r, providerDown(err, stash, rd))
-		return
+		return providerDown(err, stash, rd)
 	}
 	if err := g.saveCookie(w, r, ck); err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
+	return nil
 }
 
 // callback completes an OIDC login: the state is used once, must belong to
 // this browser, and the code is exchanged (PKCE) for a verified ID token.
-func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) error {
 	ck := cookieFrom(r.Context())
 	if g.logins.oidc == nil {
-		g.fail(w, r, &httpError{Status: http.StatusNotFound, Code: "not_found", Title: "Not found",
-			Message: "OIDC login is not configured."})
-		return
+		return &httpError{Status: http.StatusNotFound, Code: "not_found", Title: "Not found",
+			Message: "OIDC login is not configured."}
 	}
 	q := r.URL.Query()
 	state := q.Get("state")
 	if !validID(state) {
-		g.fail(w, r, badLogin("The login answer from the identity provider is incomplete.", "/"))
-		return
+		return badLogin("The login answer from the identity provider is incomplete.", "/")
 	}
 	ls, err := g.store.TakeLoginState(r.Context(), state)
 	switch {
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrCorrupt):
 		g.metrics.logins.WithLabelValues("oidc", "bad_state").Inc()
-		g.fail(w, r, badLogin("This login was already completed or has expired. Please log in again.", "/"))
-		return
+		return badLogin("This login was already completed or has expired. Please log in again.", "/")
 	case err != nil:
-		g.fail(w, r, storeError(err))
-		return
+		return storeError(err)
 	}
 	if ls.BrowserID != ck.BrowserID {
 		g.metrics.logins.WithLabelValues("oidc", "foreign_state").Inc()
-		g.fail(w, r, badLogin("This login was started in another browser. Please log in again here.", ls.ReturnURL))
-		return
+		return badLogin("This login was started in another browser. Please log in again here.", ls.ReturnURL)
 	}
 	if e := q.Get("error"); e != "" {
 		g.metrics.logins.WithLabelValues("oidc", "provider_error").Inc()
 		g.log.LogAttrs(r.Context(), slog.LevelWarn, "identity provider refused the login", slog.String("error", e))
 		he := badLogin("The identity provider did not log you in ("+e+"). Your submission, if any, is still kept.", ls.ReturnURL)
 		he.Login = loginURL(ls.StashID, ls.ReturnURL)
-		g.fail(w, r, he)
-		return
+		return he
 	}
 	xctx, cancel := context.WithTimeout(r.Context(), providerTimeout)
 	id, tokens, err := g.logins.oidc.Exchange(xctx, q.Get("code"), ls.Verifier, ls.Nonce)
@@ -98,23 +90,20 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		g.metrics.logins.WithLabelValues("oidc", "failed").Inc()
 		if errors.Is(err, oidc.ErrUnavailable) {
-			g.fail(w, r, providerDown(err, ls.StashID, ls.ReturnURL))
-			return
+			return providerDown(err, ls.StashID, ls.ReturnURL)
 		}
 		g.log.LogAttrs(r.Context(), slog.LevelWarn, "oidc login failed", slog.String("error", err.Error()))
 		he := badLogin("The login could not be verified. Please log in again; your submission, if any, is still kept.", ls.ReturnURL)
 		he.Login, he.Cause = loginURL(ls.StashID, ls.ReturnURL), err
-		g.fail(w, r, he)
-		return
+		return he
 	}
 	g.metrics.logins.WithLabelValues("oidc", "ok").Inc()
 	who, err := g.startSession(r, ck, id, "oidc", tokens)
 	if err != nil {
-		g.fail(w, r, err)
-		return
+		return err
 	}
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("user", id.User), slog.String("method", "oidc"))
-	g.complete(w, r, ck, who, ls.StashID, ls.ReturnURL)
+	return g.complete(w, r, ck, who, ls.StashID, ls.ReturnURL)
 }
 
 func badLogin(msg, back string) *httpError {

@@ -98,22 +98,39 @@ func dropOwnCookie(h http.Header, name string) {
 	}
 }
 
-// newProxy returns the reverse proxy for one route.
-func (g *Gateway) newProxy(rt *Route) *httputil.ReverseProxy {
+// newProxy returns the reverse proxy for one route. Live requests and
+// replays (send, in replayer.go) both go through it: one set of rules for
+// what reaches the upstream; a replay's answer and failure go back to its
+// replayer instead of to the browser.
+func (g *Gateway) newProxy(rt *Route, transport http.RoundTripper, buffers httputil.BufferPool) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(rt.Upstream)
 			g.setForwarded(pr)
 			dropOwnCookie(pr.Out.Header, g.cookies.Name())
-			if st := stateFrom(pr.In.Context()); st != nil && st.who != nil {
+			st := stateFrom(pr.In.Context())
+			if st != nil && st.who != nil {
 				g.setIdentity(pr.Out.Header, st.who, rt.Upstream)
 			} else {
 				stripIdentity(pr.Out.Header)
 			}
+			if st != nil && st.replay != nil {
+				st.replay.rewrite(pr.Out)
+			}
 		},
-		Transport:  g.transport,
-		BufferPool: g.buffers,
+		ModifyResponse: func(resp *http.Response) error {
+			if st := stateFrom(resp.Request.Context()); st != nil && st.replay != nil {
+				return st.replay.answered(resp)
+			}
+			return nil
+		},
+		Transport:  transport,
+		BufferPool: buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if st := stateFrom(r.Context()); st != nil && st.replay != nil {
+				st.replay.failed(err)
+				return
+			}
 			g.fail(w, r, upstreamDown(err))
 		},
 	}
