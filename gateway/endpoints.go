@@ -15,6 +15,8 @@ func (g *Gateway) ownEndpoints(ready func(context.Context) error) *http.ServeMux
 	mux.Handle("POST "+prefix+"resume", g.handle(g.resume))
 	mux.Handle(prefix+"logout", g.handle(g.logout))
 	mux.Handle("GET "+prefix+"callback", g.handle(g.callback))
+	mux.Handle("GET "+prefix+"signin", g.handle(g.signIn))
+	mux.Handle("GET "+prefix+"handoff", g.handle(g.handoff))
 	mux.Handle("GET "+prefix+"userinfo", g.handle(g.userinfo))
 	mux.Handle(prefix+"auth", g.handle(g.forwardAuth))
 	mux.HandleFunc("GET "+prefix+"jwks.json", g.jwks)

@@ -34,10 +34,23 @@ const providerTimeout = 15 * time.Second
 // 307: the login form must not be re-sent there, RFC 9700 §4.12). The state
 // names what the login remembers — nonce, PKCE verifier, the pending stash —
 // one per tab, so several tabs can log in at once.
+//
+// A login that starts on a route's own host (not the public URL's, where
+// the provider sends its callback) first hops to the public URL's host
+// (see handoff.go) and comes back after the callback.
 func (g *Gateway) startOIDC(w http.ResponseWriter, r *http.Request, ck *session.Cookie, stash, rd string) error {
+	if !g.onPublicHost(r) {
+		return g.signInElsewhere(w, r, ck, stash, rd)
+	}
+	return g.toProvider(w, r, ck, session.LoginState{StashID: stash, ReturnURL: rd})
+}
+
+// toProvider remembers the login ls (bound to this browser) under a new
+// state and sends the browser to the identity provider.
+func (g *Gateway) toProvider(w http.ResponseWriter, r *http.Request, ck *session.Cookie, ls session.LoginState) error {
+	stash, rd := ls.StashID, ls.ReturnURL
 	state, nonce, verifier := session.NewID(), session.NewID(), oauth2.GenerateVerifier()
-	ls := session.LoginState{BrowserID: ck.BrowserID, Nonce: nonce, Verifier: verifier,
-		StashID: stash, ReturnURL: rd, Created: g.now()}
+	ls.BrowserID, ls.Nonce, ls.Verifier, ls.Created = ck.BrowserID, nonce, verifier, g.now()
 	if err := g.store.SaveLoginState(r.Context(), state, ls, loginStateTTL); err != nil {
 		return storeError(err)
 	}
@@ -103,6 +116,11 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("user", id.User), slog.String("method", "oidc"))
+	if ls.Handoff != nil {
+		// The login started on a route's host: hand it back there, where
+		// the submission is replayed with that host's cookies.
+		return g.handBack(w, r, ck, who, *ls.Handoff)
+	}
 	return g.complete(w, r, ck, who, ls.StashID, ls.ReturnURL)
 }
 

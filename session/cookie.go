@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -92,6 +94,11 @@ type CookieOptions struct {
 	MaxAge time.Duration
 	// Path of the cookie; default "/".
 	Path string
+	// Domain, when set (e.g. "example.com"), shares the cookie with every
+	// host under it: single sign-on across sibling hosts. It is set only on
+	// responses to hosts within the domain; other hosts, and every host
+	// when Domain is empty (the default), get a host-only cookie.
+	Domain string
 }
 
 // Cookies reads and writes the session cookie with gorilla/sessions: a
@@ -99,8 +106,9 @@ type CookieOptions struct {
 // with HKDF-SHA256 from each secret. The cookie is HttpOnly and
 // SameSite=Lax. Cookies is safe for concurrent use.
 type Cookies struct {
-	name  string
-	store *sessions.CookieStore
+	name   string
+	store  *sessions.CookieStore
+	domain string // "" for host-only cookies
 }
 
 // NewCookies returns Cookies for opts, or an error naming what is wrong.
@@ -110,10 +118,15 @@ func NewCookies(opts CookieOptions) (*Cookies, error) {
 	}
 	if opts.Name == "" {
 		opts.Name = defaultCookieName
-		if opts.Secure {
+		switch {
+		case opts.Secure && opts.Domain == "":
 			// Over https, the __Host- prefix makes browsers refuse the
 			// cookie from any other host or path (no subdomain can plant it).
 			opts.Name = "__Host-postern"
+		case opts.Secure:
+			// A cookie with a Domain cannot be __Host-; __Secure- still
+			// makes browsers refuse it over plain http.
+			opts.Name = "__Secure-postern"
 		}
 	}
 	if opts.Path == "" {
@@ -152,7 +165,8 @@ func NewCookies(opts CookieOptions) (*Cookies, error) {
 			sc.SetSerializer(securecookie.NopEncoder{})
 		}
 	}
-	return &Cookies{name: opts.Name, store: store}, nil
+	domain := strings.ToLower(strings.Trim(opts.Domain, "."))
+	return &Cookies{name: opts.Name, store: store, domain: domain}, nil
 }
 
 // wireCookie is the cookie's payload: short names keep it small.
@@ -214,6 +228,9 @@ func (c *Cookies) Save(w http.ResponseWriter, r *http.Request, ck *Cookie) error
 		ck.Results = append([]ResultRef(nil), ck.Results[over:]...)
 	}
 	opts := *c.store.Options
+	if c.domain != "" && withinDomain(requestHost(r), c.domain) {
+		opts.Domain = c.domain
+	}
 	for {
 		wc := wireCookie{SID: ck.SID, BrowserID: ck.BrowserID, CSRF: ck.CSRF}
 		for _, ref := range ck.Results {
@@ -239,4 +256,18 @@ func (c *Cookies) Save(w http.ResponseWriter, r *http.Request, ck *Cookie) error
 		}
 		ck.Results = append([]ResultRef(nil), ck.Results[1:]...)
 	}
+}
+
+// withinDomain reports whether host is domain or one of its subdomains.
+func withinDomain(host, domain string) bool {
+	host = strings.ToLower(host)
+	return host == domain || strings.HasSuffix(host, "."+domain)
+}
+
+// requestHost is the request's host name without port.
+func requestHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		return h
+	}
+	return r.Host
 }

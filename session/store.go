@@ -78,6 +78,9 @@ type LoginState struct {
 	StashID   string // pending submission, if any
 	ReturnURL string // where to go after login when there is no stash
 	Created   time.Time
+	// Handoff is set for a login started on another host than the public
+	// URL's: after the callback the browser is handed back there.
+	Handoff *Handoff `json:",omitempty"`
 }
 
 // Store is the gateway's view of a Backend: typed, sealed, namespaced.

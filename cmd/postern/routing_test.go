@@ -67,3 +67,24 @@ func TestPublicPathAndPreflightFlags(t *testing.T) {
 		t.Fatalf("app got %+v, want the webhook (no identity) and the preflight", reqs)
 	}
 }
+
+// TestCheckConfigCookieDomain: a cookie domain that is not a domain name is
+// an error naming cookie_domain; one that does not cover the public URL's
+// host is a warning.
+func TestCheckConfigCookieDomain(t *testing.T) {
+	users := writeTemp(t, "users", "demo:$2y$12$0123456789012345678901u012345678901234567890123456789\n")
+	base := []string{"check-config", "--cookie-secret", testSecret, "--htpasswd-file", users, "--upstream", "http://127.0.0.1:3000"}
+	for _, bad := range []string{"https://example.com", "example.com:443", "127.0.0.1", "example.com/", ".", "a..b.com."} {
+		if code, _, errOut := runCmd(t, "", append(base, "--cookie-domain", bad)...); code != exitConfig || !strings.Contains(errOut, "cookie_domain:") {
+			t.Errorf("--cookie-domain %q: exit %d, stderr %q", bad, code, errOut)
+		}
+	}
+	code, out, errOut := runCmd(t, "", append(base, "--cookie-domain", ".example.com", "--public-url", "https://apps.example.com")...)
+	if code != exitOK || !strings.HasPrefix(out, "config ok: ") || errOut != "" {
+		t.Errorf("covered public host: exit %d, %q, %q", code, out, errOut)
+	}
+	code, _, errOut = runCmd(t, "", append(base, "--cookie-domain", "example.com", "--public-url", "https://auth.other.test")...)
+	if code != exitOK || !strings.Contains(errOut, "warning: cookie_domain: example.com does not cover the public URL's host auth.other.test") {
+		t.Errorf("uncovered public host: exit %d, stderr %q", code, errOut)
+	}
+}

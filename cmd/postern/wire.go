@@ -51,6 +51,7 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 	cookies, err := session.NewCookies(session.CookieOptions{
 		Secrets: secrets,
 		Secure:  public.Scheme == "https",
+		Domain:  cfg.Cookie.Domain,
 		// The cookie must outlive the longest login it carries.
 		MaxAge: max(cfg.SessionTTL, 7*24*time.Hour),
 	})

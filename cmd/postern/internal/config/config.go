@@ -79,6 +79,9 @@ type Cookie struct {
 	Secret     string
 	SecretFile string
 	Previous   []string
+	// Domain shares the session cookie with every host under it (single
+	// sign-on across sibling hosts); empty keeps it host-only.
+	Domain string
 }
 
 // OIDC is the login through an OpenID Connect provider.

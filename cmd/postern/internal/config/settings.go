@@ -102,6 +102,8 @@ func settings() []setting {
 			set: str(func(c *Config) *string { return &c.Cookie.SecretFile })},
 		{name: "cookie-secret-previous", list: true, usage: "earlier cookie secret still accepted while rotating (repeatable)",
 			set: add(func(c *Config) *[]string { return &c.Cookie.Previous })},
+		{name: "cookie-domain", usage: "share the session cookie with every host under this domain, e.g. example.com (single sign-on across sibling hosts; default host-only)",
+			set: str(func(c *Config) *string { return &c.Cookie.Domain })},
 		{name: "htpasswd-file", usage: "local users, Apache htpasswd -B (bcrypt) format",
 			set: str(func(c *Config) *string { return &c.HtpasswdFile })},
 		{name: "oidc-issuer", usage: "OpenID Connect issuer URL",

@@ -72,6 +72,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 
+	if c.Cookie.Domain != "" {
+		if err := checkCookieDomain(c.Cookie.Domain); err != nil {
+			add("cookie_domain: %w", err)
+		}
+	}
+
 	hasOIDC := c.OIDC.Issuer != "" || c.OIDC.ClientID != ""
 	if c.HtpasswdFile == "" && !hasOIDC {
 		add("login: no login method (set --htpasswd-file, or --oidc-issuer and --oidc-client-id)")
@@ -379,10 +385,29 @@ func checkPublicPath(p string) error {
 	return nil
 }
 
+// checkCookieDomain checks a cookie domain: a DNS name (a leading dot is
+// allowed and ignored), no scheme, port, path or IP address.
+func checkCookieDomain(d string) error {
+	name := strings.TrimPrefix(d, ".")
+	if name == "" || strings.ContainsAny(name, ":/?#@ \t") || net.ParseIP(name) != nil || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") {
+		return fmt.Errorf("%q is not a domain name (want e.g. example.com: the hosts under it share the login)", d)
+	}
+	return nil
+}
+
 // Warnings are settings that are valid but probably not what the operator
 // meant: check-config prints them and the gateway logs them at start.
 func (c *Config) Warnings() []string {
 	var w []string
+	if d := strings.ToLower(strings.TrimPrefix(c.Cookie.Domain, ".")); d != "" {
+		pub, err := ParsePublicURL(c.Server.PublicURL)
+		if c.Server.PublicURL == "" {
+			pub, err = DerivePublicURL(c.Server.Listen), nil
+		}
+		if h := strings.ToLower(pub.Hostname()); err == nil && h != d && !strings.HasSuffix(h, "."+d) {
+			w = append(w, fmt.Sprintf("cookie_domain: %s does not cover the public URL's host %s, so the login there is not shared with the hosts under it", d, h))
+		}
+	}
 	for _, p := range c.PublicPaths {
 		if p == "/" {
 			w = append(w, "public_path: / makes the whole upstream public: nobody is asked to log in and no identity reaches it")
