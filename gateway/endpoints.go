@@ -99,9 +99,13 @@ func (g *Gateway) jwks(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(g.signer.JWKS())
 }
 
-// readyz reports whether the gateway can serve: its store answers, and
-// any extra conditions (the OIDC provider) hold.
+// readyz reports whether the gateway can serve: it is not shutting down,
+// its store answers, and any extra conditions (the OIDC provider) hold.
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request, ready func(context.Context) error) {
+	if g.draining.Load() {
+		http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	if err := g.store.Ping(r.Context()); err != nil {
 		g.log.LogAttrs(r.Context(), slog.LevelWarn, "not ready: store", slog.String("error", err.Error()))
 		http.Error(w, "not ready: store", http.StatusServiceUnavailable)

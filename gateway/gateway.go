@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -45,6 +47,8 @@ type Gateway struct {
 	pages       *pages
 	metrics     *metrics
 	own         *http.ServeMux
+
+	draining atomic.Bool // set by Drain: readyz answers 503
 }
 
 // New returns a Gateway for opts, built from parts.
@@ -84,8 +88,14 @@ func New(opts Options, parts Parts) (*Gateway, error) {
 	}
 	g.metrics = newMetrics()
 	buffers := newBufferPool()
+	// The routes are the gateway's own: resolving them writes into them.
+	g.opts.Routes = slices.Clone(opts.Routes)
 	for i := range g.opts.Routes {
-		g.proxies = append(g.proxies, g.newProxy(&g.opts.Routes[i], transport, buffers))
+		rt := &g.opts.Routes[i]
+		if err := resolveUpstream(rt, transport); err != nil {
+			return nil, fmt.Errorf("gateway: route %d: %w", i, err)
+		}
+		g.proxies = append(g.proxies, g.newProxy(rt, rt.transport, buffers))
 	}
 	pending := &pendingList{store: parts.Store, max: opts.StashMaxPending, ttl: opts.StashTTL, now: g.now, log: g.log}
 	g.interceptor = &interceptor{opts: &g.opts, store: parts.Store, pending: pending, cookies: parts.Cookies,
@@ -106,7 +116,7 @@ func (o *Options) validate() error {
 		errs = append(errs, errors.New("gateway: at least one route is required"))
 	}
 	for i, rt := range o.Routes {
-		if rt.Upstream == nil || rt.Upstream.Host == "" {
+		if rt.Upstream == nil || (rt.Upstream.Host == "" && rt.Upstream.Scheme != "unix") {
 			errs = append(errs, fmt.Errorf("gateway: route %d has no upstream", i))
 		}
 		for _, p := range rt.PublicPaths {

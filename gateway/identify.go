@@ -38,7 +38,7 @@ func (g *Gateway) identify(ctx context.Context, r *http.Request, ck *session.Coo
 		return nil, storeError(err)
 	}
 	now := g.now()
-	if !now.Before(rec.Expires) {
+	if !now.Before(rec.Expires) || g.localUserGone(ctx, ck.SID, rec.Method, rec.User) {
 		return nil, nil
 	}
 	p := &principal{sid: ck.SID, rec: rec}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -54,8 +55,13 @@ type Route struct {
 	Host string
 	// PathPrefix matches the start of the path; empty or "/" matches any.
 	PathPrefix string
-	// Upstream is where requests go (scheme and host, optional base path).
+	// Upstream is where requests go: http(s) with a host and optional base
+	// path, or unix:///path/app.sock for an app on a unix socket (it gets
+	// the Host the client asked for).
 	Upstream *url.URL
+	// RootCAs verify an https upstream's certificate (a private CA); nil
+	// uses the system's roots.
+	RootCAs *x509.CertPool
 	// Policy says who may pass on this route.
 	Policy auth.Policy
 	// Public sends every request of the route to the app without a login
@@ -64,6 +70,13 @@ type Route struct {
 	// PublicPaths are path prefixes of the route served without a login,
 	// like Public (webhooks, health checks); each starts with "/".
 	PublicPaths []string
+
+	// Worked out by New (resolveUpstream): the URL requests are rewritten
+	// to, the transport that carries them, and whether the client's Host
+	// is kept.
+	target    *url.URL
+	transport http.RoundTripper
+	keepHost  bool
 }
 
 // PasswordChecker verifies local users (auth.Htpasswd).

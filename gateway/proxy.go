@@ -105,7 +105,7 @@ func dropOwnCookie(h http.Header, name string) {
 func (g *Gateway) newProxy(rt *Route, transport http.RoundTripper, buffers httputil.BufferPool) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(rt.Upstream)
+			rt.rewriteTo(pr)
 			g.setForwarded(pr)
 			dropOwnCookie(pr.Out.Header, g.cookies.Name())
 			st := stateFrom(pr.In.Context())
@@ -133,6 +133,14 @@ func (g *Gateway) newProxy(rt *Route, transport http.RoundTripper, buffers httpu
 			}
 			g.fail(w, r, upstreamDown(err))
 		},
+	}
+}
+
+// rewriteTo points an outgoing request at the route's upstream.
+func (rt *Route) rewriteTo(pr *httputil.ProxyRequest) {
+	pr.SetURL(rt.target)
+	if rt.keepHost {
+		pr.Out.Host = pr.In.Host
 	}
 }
 

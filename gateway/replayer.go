@@ -159,7 +159,7 @@ func (p *replayer) admit(ctx context.Context, w http.ResponseWriter, s *send, bo
 		e.Message += " Your pending submission was discarded and not sent."
 		return nil, e
 	}
-	s.target, s.upstream = target, rt.Upstream
+	s.target, s.upstream = target, rt.target
 	return proxy, nil
 }
 

@@ -146,6 +146,10 @@ func runCheckConfig(args []string, e env) int {
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(e.stderr, "postern: warning: %s\n", w)
 	}
+	if err := cfg.CheckSockets(); err != nil {
+		printProblems(e.stderr, err)
+		return exitConfig
+	}
 	fmt.Fprintf(e.stdout, "config ok: %s\n", cfg.Summary())
 	return exitOK
 }

@@ -24,17 +24,18 @@ const (
 	writeTimeout      = 5 * time.Minute
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 64 << 10
-	// shutdownTimeout is how long requests in flight get to finish after
-	// SIGINT or SIGTERM.
-	shutdownTimeout = 30 * time.Second
 )
 
-// built is what wiring produces: the gateway, its admin handler, and what
-// to release on exit.
+// built is what wiring produces: the gateway, its admin handler, what to
+// release on exit, the parts whose files are re-read while running, and
+// what starts the drain at shutdown.
 type built struct {
 	handler http.Handler
 	admin   http.Handler
 	close   func() error
+	reload  []reloadable
+	// drain makes readyz answer 503 (nil: nothing to tell).
+	drain func()
 }
 
 // builder turns a valid Config into handlers; wire in production.
@@ -78,7 +79,16 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, build b
 		return err
 	}
 	defer ln.Close()
+	var cert *certificate
+	if cfg.Server.TLSCertFile != "" {
+		if cert, err = loadCertificate(cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile); err != nil {
+			return err
+		}
+	}
 	public := config.DerivePublicURL(ln.Addr().String())
+	if cert != nil {
+		public.Scheme = "https"
+	}
 	if cfg.Server.PublicURL != "" {
 		if public, err = config.ParsePublicURL(cfg.Server.PublicURL); err != nil {
 			return fmt.Errorf("public_url: %w", err)
@@ -95,7 +105,21 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, build b
 		}
 	}()
 
-	servers := []served{{ln: ln, srv: newServer(b.handler, logger)}}
+	if err := cfg.CheckSockets(); err != nil {
+		// The app may start after the gateway: until its socket is there,
+		// requests for it get a 502 page.
+		logger.Warn("upstream socket missing; requests for it fail with 502 until it exists", "err", err)
+	}
+
+	gwSrv := newServer(b.handler, logger)
+	tlsMode := "off"
+	reload := b.reload
+	if cert != nil {
+		gwSrv.TLSConfig = cert.tlsConfig()
+		tlsMode = "on"
+		reload = append(reload, cert.reloadable())
+	}
+	servers := []served{{ln: ln, srv: gwSrv}}
 	adminAddr := "off"
 	if cfg.Server.AdminListen != "" {
 		aln, err := listen(cfg.Server.AdminListen, "--admin-listen")
@@ -116,11 +140,14 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, build b
 		"store", storeKind,
 		"login", cfg.LoginMethods(),
 		"admin_listen", adminAddr,
+		"tls", tlsMode,
 		"version", buildVersion())
+	stopReload := startReloader(ctx, logger, reload)
+	defer stopReload()
 	if ready != nil {
 		ready(public)
 	}
-	return runServers(ctx, logger, servers)
+	return runServers(ctx, logger, servers, shutdown{delay: cfg.Server.ShutdownDelay, timeout: cfg.Server.ShutdownTimeout, drain: b.drain})
 }
 
 type served struct {
@@ -128,25 +155,56 @@ type served struct {
 	srv *http.Server
 }
 
-// runServers serves until ctx is done or a server fails, then shuts all of
-// them down, letting requests in flight finish within shutdownTimeout.
-func runServers(ctx context.Context, logger *slog.Logger, servers []served) error {
+// shutdown says how the gateway stops on SIGTERM or SIGINT.
+type shutdown struct {
+	// delay is how long readyz answers 503 while everything else is still
+	// served, before the listeners close.
+	delay time.Duration
+	// timeout is how long requests in flight get to finish after that.
+	timeout time.Duration
+	drain   func() // nil: no readiness to withdraw
+}
+
+// runServers serves until ctx is done or a server fails. Then it drains
+// (readyz answers 503 for the delay, so load balancers stop sending), closes
+// the listeners and lets requests in flight (replays among them) finish
+// within the timeout; what is still running then is cut.
+func runServers(ctx context.Context, logger *slog.Logger, servers []served, sd shutdown) error {
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
-		go func() { errc <- s.srv.Serve(s.ln) }()
+		go func() {
+			if s.srv.TLSConfig != nil {
+				// The certificate comes from TLSConfig.GetCertificate.
+				errc <- s.srv.ServeTLS(s.ln, "", "")
+				return
+			}
+			errc <- s.srv.Serve(s.ln)
+		}()
 	}
 	var err error
 	select {
 	case <-ctx.Done():
-		logger.Info("shutting down", "grace", shutdownTimeout.String())
+		if sd.drain != nil {
+			sd.drain()
+		}
+		logger.Info("shutting down", "delay", sd.delay.String(), "grace", sd.timeout.String())
+		if sd.delay > 0 {
+			select {
+			case <-time.After(sd.delay):
+			case err = <-errc:
+				err = fmt.Errorf("serve: %w", err)
+			}
+		}
 	case err = <-errc:
 		err = fmt.Errorf("serve: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sd.timeout)
 	defer cancel()
 	for _, s := range servers {
 		if serr := s.srv.Shutdown(sctx); serr != nil {
-			err = errors.Join(err, fmt.Errorf("shutdown: %w", serr))
+			// Cut what did not finish in time, rather than hang.
+			_ = s.srv.Close()
+			err = errors.Join(err, fmt.Errorf("shutdown: requests still running after %s were cut: %w", sd.timeout, serr))
 		}
 	}
 	return err

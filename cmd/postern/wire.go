@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,12 +67,18 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		Transport: gateway.NewTransport(),
 		Now:       time.Now,
 	}
+	var reload []reloadable
 	if cfg.HtpasswdFile != "" {
-		users, err := auth.LoadHtpasswd(cfg.HtpasswdFile)
+		users, err := auth.OpenHtpasswdFile(cfg.HtpasswdFile)
 		if err != nil {
 			return built{}, fmt.Errorf("htpasswd_file: %w", err)
 		}
 		parts.Passwords = users
+		reload = append(reload, reloadable{setting: "htpasswd_file", files: []string{cfg.HtpasswdFile},
+			reload: func() (string, error) {
+				n, err := users.Reload()
+				return fmt.Sprintf("%d users", n), err
+			}})
 	}
 
 	var closers []func()
@@ -141,7 +148,7 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		}
 		return backend.Close()
 	}
-	return built{handler: gw, admin: gw.AdminHandler(), close: closeAll}, nil
+	return built{handler: gw, admin: gw.AdminHandler(), close: closeAll, reload: reload, drain: gw.Drain}, nil
 }
 
 // openBackend opens the store named by the store setting.
@@ -173,14 +180,30 @@ func openBackend(ctx context.Context, store string, logger *slog.Logger) (sessio
 }
 
 // gatewayRoutes turns --upstream or the routes: list into gateway routes. A
-// route without a policy of its own uses the global allow_* settings.
+// route without a policy or CA file of its own uses the global ones.
 func gatewayRoutes(cfg *config.Config) ([]gateway.Route, error) {
+	cas := map[string]*x509.CertPool{}
+	pool := func(file string) (*x509.CertPool, error) {
+		if file == "" {
+			return nil, nil
+		}
+		if p, ok := cas[file]; ok {
+			return p, nil
+		}
+		p, err := config.LoadCAPool(file)
+		cas[file] = p
+		return p, err
+	}
 	if cfg.Upstream != "" {
 		u, err := url.Parse(cfg.Upstream)
 		if err != nil {
 			return nil, fmt.Errorf("upstream: %w", err)
 		}
-		return []gateway.Route{{Upstream: u, Policy: policy(cfg.Allow), PublicPaths: cfg.PublicPaths}}, nil
+		roots, err := pool(cfg.UpstreamCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("upstream_ca_file: %w", err)
+		}
+		return []gateway.Route{{Upstream: u, RootCAs: roots, Policy: policy(cfg.Allow), PublicPaths: cfg.PublicPaths}}, nil
 	}
 	out := make([]gateway.Route, 0, len(cfg.Routes))
 	for i, r := range cfg.Routes {
@@ -192,7 +215,15 @@ func gatewayRoutes(cfg *config.Config) ([]gateway.Route, error) {
 		if allow.IsZero() {
 			allow = cfg.Allow
 		}
-		out = append(out, gateway.Route{Host: r.Host, PathPrefix: r.PathPrefix, Upstream: u, Policy: policy(allow), Public: r.Public})
+		caFile, name := r.UpstreamCAFile, fmt.Sprintf("routes[%d]: upstream_ca_file", i)
+		if caFile == "" {
+			caFile, name = cfg.UpstreamCAFile, "upstream_ca_file"
+		}
+		roots, err := pool(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = append(out, gateway.Route{Host: r.Host, PathPrefix: r.PathPrefix, Upstream: u, RootCAs: roots, Policy: policy(allow), Public: r.Public})
 	}
 	return out, nil
 }

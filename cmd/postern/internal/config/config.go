@@ -11,9 +11,12 @@ type Config struct {
 	File string
 	// Server is where postern listens and how it is reached.
 	Server Server
-	// Upstream is the single upstream URL (the one-route case). Exclusive
-	// with Routes.
+	// Upstream is the single upstream URL (the one-route case): http(s)://
+	// or unix:///path/app.sock. Exclusive with Routes.
 	Upstream string
+	// UpstreamCAFile lists PEM CA certificates trusted for https upstreams
+	// (besides the system's), for apps with a private CA.
+	UpstreamCAFile string
 	// Routes send requests to several upstreams by host and path prefix,
 	// each with its own policy; only from the YAML file.
 	Routes []Route
@@ -56,6 +59,16 @@ type Server struct {
 	// TrustedProxies are the addresses (IP or CIDR) of proxies in front of
 	// the gateway whose X-Forwarded-* headers it believes.
 	TrustedProxies []string
+	// TLSCertFile and TLSKeyFile are PEM files: when set, Listen serves
+	// HTTPS (and HTTP/2) with them, re-read on SIGHUP and when they change.
+	TLSCertFile string
+	TLSKeyFile  string
+	// ShutdownDelay is how long /.postern/readyz answers 503 after SIGTERM
+	// before the listener closes, so load balancers stop sending requests.
+	ShutdownDelay time.Duration
+	// ShutdownTimeout is how long requests in flight (and replays) get to
+	// finish once the listener has closed.
+	ShutdownTimeout time.Duration
 }
 
 // Route sends requests for a host and path prefix to one upstream.
@@ -63,6 +76,9 @@ type Route struct {
 	Host       string
 	PathPrefix string
 	Upstream   string
+	// UpstreamCAFile is the route's own CA file for an https upstream; when
+	// empty the global one applies.
+	UpstreamCAFile string
 	// Allow is the route's own policy; when empty the global one applies.
 	Allow Allow
 	// Public serves the route without a login (identity headers still

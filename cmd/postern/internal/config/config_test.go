@@ -51,6 +51,9 @@ func TestDefaults(t *testing.T) {
 	if c.Log != (Log{Level: "info", Format: "text"}) || c.OIDC.PassAccessToken {
 		t.Errorf("log %+v pass %v", c.Log, c.OIDC.PassAccessToken)
 	}
+	if c.Server.ShutdownDelay != 0 || c.Server.ShutdownTimeout != 30*time.Second || c.Server.TLSCertFile != "" {
+		t.Errorf("server %+v", c.Server)
+	}
 }
 
 func TestPrecedence(t *testing.T) {

@@ -151,6 +151,7 @@ type routeFile struct {
 	Host        string     `yaml:"host"`
 	PathPrefix  string     `yaml:"path_prefix"`
 	Upstream    string     `yaml:"upstream"`
+	UpstreamCA  string     `yaml:"upstream_ca_file"`
 	AllowEmail  stringList `yaml:"allow_email"`
 	AllowDomain stringList `yaml:"allow_domain"`
 	AllowGroup  stringList `yaml:"allow_group"`
@@ -279,7 +280,7 @@ func readRoutes(path string, data []byte, root *yaml.Node) ([]Route, error) {
 		var errs []error
 		for _, msg := range te.Errors {
 			if m := unknownField.FindStringSubmatch(msg); m != nil {
-				errs = append(errs, fmt.Errorf("%s:%s: routes: unknown key %q (want host, path_prefix, upstream, allow_email, allow_domain, allow_group, public)", path, m[1], m[2]))
+				errs = append(errs, fmt.Errorf("%s:%s: routes: unknown key %q (want host, path_prefix, upstream, upstream_ca_file, allow_email, allow_domain, allow_group, public)", path, m[1], m[2]))
 				continue
 			}
 			errs = append(errs, fmt.Errorf("%s: routes: %s", path, msg))
@@ -289,11 +290,12 @@ func readRoutes(path string, data []byte, root *yaml.Node) ([]Route, error) {
 	routes := make([]Route, 0, len(f.Routes))
 	for i, r := range f.Routes {
 		rt := Route{
-			Host:       r.Host,
-			PathPrefix: r.PathPrefix,
-			Upstream:   r.Upstream,
-			Allow:      Allow{Emails: r.AllowEmail, Domains: r.AllowDomain, Groups: r.AllowGroup},
-			Public:     r.Public,
+			Host:           r.Host,
+			PathPrefix:     r.PathPrefix,
+			Upstream:       r.Upstream,
+			UpstreamCAFile: r.UpstreamCA,
+			Allow:          Allow{Emails: r.AllowEmail, Domains: r.AllowDomain, Groups: r.AllowGroup},
+			Public:         r.Public,
 		}
 		if i < len(lines) {
 			rt.Line = lines[i]

@@ -65,6 +65,16 @@ func settings() []setting {
 			return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
 		}
 	}
+	boolean := func(p func(c *Config) *bool) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", v)
+			}
+			*p(c) = b
+			return nil
+		}
+	}
 	return []setting{
 		{name: "listen", def: "127.0.0.1:8080", usage: "address to serve, host:port (port 0 picks a free one)",
 			set: str(func(c *Config) *string { return &c.Server.Listen })},
@@ -80,7 +90,15 @@ func settings() []setting {
 			set: add(func(c *Config) *[]string { return &c.Server.TrustedProxies })},
 		{name: "public-url", usage: "the gateway's external base URL, e.g. https://apps.example.com (default derived from --listen)",
 			set: str(func(c *Config) *string { return &c.Server.PublicURL })},
-		{name: "upstream", usage: "upstream URL for the single-route case (YAML routes: for several)",
+		{name: "tls-cert-file", usage: "PEM certificate (with its chain) to serve HTTPS and HTTP/2 on --listen; re-read on SIGHUP and when the file changes",
+			set: str(func(c *Config) *string { return &c.Server.TLSCertFile })},
+		{name: "tls-key-file", usage: "PEM private key of --tls-cert-file",
+			set: str(func(c *Config) *string { return &c.Server.TLSKeyFile })},
+		{name: "shutdown-delay", def: "0s", usage: "after SIGTERM, how long /.postern/readyz answers 503 (while requests are still served) before the listener closes, so load balancers stop sending",
+			set: dur(func(c *Config) *time.Duration { return &c.Server.ShutdownDelay })},
+		{name: "shutdown-timeout", def: "30s", usage: "after the listener closes, how long requests in flight and replays get to finish",
+			set: dur(func(c *Config) *time.Duration { return &c.Server.ShutdownTimeout })},
+		{name: "upstream", usage: "upstream URL for the single-route case: http(s)://HOST:PORT or unix:///path/app.sock (YAML routes: for several)",
 			set: str(func(c *Config) *string { return &c.Upstream })},
 		{name: "public-path", list: true, usage: "path prefix of --upstream served without a login, e.g. /webhooks (repeatable; YAML routes: public: true)",
 			set: func(c *Config, v string) error {
@@ -96,6 +114,8 @@ func settings() []setting {
 				c.SkipAuthPreflight = b
 				return nil
 			}},
+		{name: "upstream-ca-file", usage: "PEM CA certificates trusted (besides the system's) for https upstreams with a private CA",
+			set: str(func(c *Config) *string { return &c.UpstreamCAFile })},
 		{name: "cookie-secret", usage: "base64 key material (at least 32 bytes) for cookies and stash encryption",
 			set: str(func(c *Config) *string { return &c.Cookie.Secret })},
 		{name: "cookie-secret-file", usage: "file holding the cookie secret (instead of --cookie-secret)",
@@ -122,23 +142,9 @@ func settings() []setting {
 		{name: "oidc-groups-claim", def: "groups", usage: "ID token claim that lists the person's groups",
 			set: str(func(c *Config) *string { return &c.OIDC.GroupsClaim })},
 		{name: "pass-access-token", def: "false", boolean: true, usage: "send the OIDC access token upstream as X-Forwarded-Access-Token",
-			set: func(c *Config, v string) error {
-				b, err := strconv.ParseBool(strings.TrimSpace(v))
-				if err != nil {
-					return fmt.Errorf("%q is not true or false", v)
-				}
-				c.OIDC.PassAccessToken = b
-				return nil
-			}},
+			set: boolean(func(c *Config) *bool { return &c.OIDC.PassAccessToken })},
 		{name: "sign-assertion", def: "false", boolean: true, usage: "send upstreams a signed identity assertion (X-Postern-Assertion, keys at /.postern/jwks.json)",
-			set: func(c *Config, v string) error {
-				b, err := strconv.ParseBool(strings.TrimSpace(v))
-				if err != nil {
-					return fmt.Errorf("%q is not true or false", v)
-				}
-				c.SignAssertion = b
-				return nil
-			}},
+			set: boolean(func(c *Config) *bool { return &c.SignAssertion })},
 		{name: "jwt-issuer", usage: "issuer (iss) of bearer JWTs accepted from API clients",
 			set: str(func(c *Config) *string { return &c.JWT.Issuer })},
 		{name: "jwt-audience", usage: "audience (aud) bearer JWTs must carry",

@@ -43,6 +43,7 @@ func (c *Config) Validate() error {
 			add("public_url: %w", err)
 		}
 	}
+	errs = append(errs, c.validateServing()...)
 
 	switch {
 	case c.Upstream != "" && len(c.Routes) > 0:
@@ -50,7 +51,7 @@ func (c *Config) Validate() error {
 	case c.Upstream == "" && len(c.Routes) == 0:
 		add("upstream: required (set --upstream http://HOST:PORT, or list routes: in the config file)")
 	case c.Upstream != "":
-		if err := checkHTTPURL(c.Upstream); err != nil {
+		if err := checkUpstream(c.Upstream); err != nil {
 			add("upstream: %w", err)
 		}
 	}
@@ -136,8 +137,13 @@ func (r Route) validate(where string) []error {
 	var errs []error
 	if r.Upstream == "" {
 		errs = append(errs, fmt.Errorf("%s: upstream: required", where))
-	} else if err := checkHTTPURL(r.Upstream); err != nil {
+	} else if err := checkUpstream(r.Upstream); err != nil {
 		errs = append(errs, fmt.Errorf("%s: upstream: %w", where, err))
+	}
+	if r.UpstreamCAFile != "" {
+		if _, err := LoadCAPool(r.UpstreamCAFile); err != nil {
+			errs = append(errs, fmt.Errorf("%s: upstream_ca_file: %w", where, err))
+		}
 	}
 	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
 		errs = append(errs, fmt.Errorf("%s: path_prefix: %q must start with /", where, r.PathPrefix))
