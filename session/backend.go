@@ -50,6 +50,9 @@ const UploadGrace = time.Hour
 // the backend: of any number of concurrent calls for one key, exactly one
 // succeeds.
 type Backend interface {
+	// Entries keeps stashes with their replay state.
+	Entries
+
 	// Get returns the record stored under key, or ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Set stores a record under key, replacing any, expiring after ttl.

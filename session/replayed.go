@@ -12,12 +12,14 @@ import (
 // "expired", and a page waiting for the answer knows whether one will come.
 const nsReplayed = "done:"
 
-// ReplayState is how far a consumed stash got.
-type ReplayState byte
+// ReplayMark is how far a consumed stash got, in the marker the gateway
+// wrote before the replay state machine (Replay) kept it in the stash
+// itself. It goes away with MarkReplayed once the gateway no longer uses it.
+type ReplayMark byte
 
 const (
 	// NotReplayed: no record (never consumed, or the record expired).
-	NotReplayed ReplayState = iota
+	NotReplayed ReplayMark = iota
 	// Replayed: the upstream has answered; the answer is being kept.
 	Replayed
 	// Settled: whatever can be shown of the answer is kept or was shown;
@@ -26,7 +28,7 @@ const (
 )
 
 // MarkReplayed records, for ttl, how far the stash id got.
-func (st *Store) MarkReplayed(ctx context.Context, id string, state ReplayState, ttl time.Duration) error {
+func (st *Store) MarkReplayed(ctx context.Context, id string, state ReplayMark, ttl time.Duration) error {
 	key, err := entryKey(nsReplayed, id)
 	if err != nil {
 		return fmt.Errorf("mark replayed: %w", err)
@@ -38,7 +40,7 @@ func (st *Store) MarkReplayed(ctx context.Context, id string, state ReplayState,
 }
 
 // ReplayStateOf returns how far the stash id got.
-func (st *Store) ReplayStateOf(ctx context.Context, id string) (ReplayState, error) {
+func (st *Store) ReplayStateOf(ctx context.Context, id string) (ReplayMark, error) {
 	key, err := entryKey(nsReplayed, id)
 	if err != nil {
 		return NotReplayed, nil
@@ -52,5 +54,5 @@ func (st *Store) ReplayStateOf(ctx context.Context, id string) (ReplayState, err
 	case len(v) != 1:
 		return Settled, nil
 	}
-	return ReplayState(v[0]), nil
+	return ReplayMark(v[0]), nil
 }

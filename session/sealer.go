@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -35,6 +36,7 @@ const (
 	infoStream = "postern/v1 seal stream\x00" // followed by the entry name
 	infoHash   = "postern/v1 cookie hash"
 	infoBlock  = "postern/v1 cookie block"
+	infoTag    = "postern/v1 tag"
 
 	// streamFormat is the first plaintext byte inside every sealed stream.
 	// DARE encrypts an empty input to nothing, which would make an empty
@@ -61,6 +63,7 @@ type sealKey struct {
 	id     [kidLen]byte
 	secret []byte
 	value  cipher.AEAD
+	tag    []byte // HMAC-SHA256 key of Tag
 }
 
 // NewSealer returns a Sealer for the given secrets, newest first. Each secret
@@ -83,6 +86,9 @@ func NewSealer(secrets [][]byte) (*Sealer, error) {
 		}
 		if k.value, err = newGCM(vk); err != nil {
 			return nil, err
+		}
+		if k.tag, err = hkdf.Key(sha256.New, secret, nil, infoTag, 32); err != nil {
+			return nil, fmt.Errorf("derive tag key: %w", err)
 		}
 		s.keys = append(s.keys, k)
 	}
@@ -149,6 +155,34 @@ func (s *Sealer) Open(name string, sealed []byte) ([]byte, error) {
 		// Key ids are short and may collide: try the next matching key.
 	}
 	return nil, fmt.Errorf("open %q: %w", name, ErrCorrupt)
+}
+
+// Tag returns a keyed hash (HMAC-SHA256 under a key derived from the newest
+// secret) of data for the entry called name: it lets a plaintext record name
+// a secret value (a browser id, a lease token) without revealing it, and
+// without letting anyone who lacks the secrets forge it.
+func (s *Sealer) Tag(name, data string) []byte {
+	return s.keys[0].mac(name, data)
+}
+
+// CheckTag reports, in constant time per key, whether tag is Tag(name, data)
+// under any configured secret (so a tag made before a rotation still checks).
+func (s *Sealer) CheckTag(name, data string, tag []byte) bool {
+	ok := false
+	for i := range s.keys {
+		if hmac.Equal(s.keys[i].mac(name, data), tag) {
+			ok = true
+		}
+	}
+	return ok
+}
+
+func (k *sealKey) mac(name, data string) []byte {
+	m := hmac.New(sha256.New, k.tag)
+	m.Write([]byte(name))
+	m.Write([]byte{0})
+	m.Write([]byte(data))
+	return m.Sum(nil)
 }
 
 // valueAD binds a sealed value to its header and the entry it is stored under.

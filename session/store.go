@@ -91,48 +91,117 @@ type LoginState struct {
 // cannot be a key (empty, too long, not printable ASCII) is ErrNotFound for
 // reads and a plain error for writes. A Store is safe for concurrent use.
 type Store struct {
-	b Backend
-	s *Sealer
+	b   Backend
+	s   *Sealer
+	now func() time.Time
+}
+
+// StoreOption changes a Store made by NewStore.
+type StoreOption func(*Store)
+
+// WithStoreClock sets the clock that decides whether a lease has lapsed
+// (default time.Now). Every Store sharing a backend should agree on the
+// time within a fraction of MaxLease.
+func WithStoreClock(now func() time.Time) StoreOption {
+	return func(st *Store) { st.now = now }
 }
 
 // NewStore returns a Store over b, sealing with s.
-func NewStore(b Backend, s *Sealer) *Store {
-	return &Store{b: b, s: s}
+func NewStore(b Backend, s *Sealer, opts ...StoreOption) *Store {
+	st := &Store{b: b, s: s, now: time.Now}
+	for _, o := range opts {
+		o(st)
+	}
+	return st
 }
 
-// PutStash keeps a submission under id for ttl: req sealed, and the body
-// streamed from body and sealed as it is read. A body of more than limit
-// bytes gives ErrTooLarge and nothing is kept. It returns the number of body
-// bytes kept.
+// PutStash keeps a submission under id for ttl, pending, owned by
+// req.Owner: req sealed, and the body streamed from body and sealed as it is
+// read. A body of more than limit bytes gives ErrTooLarge and nothing is
+// kept. It returns the number of body bytes kept.
 func (st *Store) PutStash(ctx context.Context, id string, req Stored, body io.Reader, limit int64, ttl time.Duration) (int64, error) {
-	return putBlob(ctx, st, nsStash, id, req, req.Size, body, limit, ttl)
+	key, err := entryKey(nsStash, id)
+	if err != nil {
+		return 0, fmt.Errorf("put stash: %w", err)
+	}
+	state := replayRecord{State: StatePending, Owner: st.s.Tag(key+"/owner", req.Owner)}.encode()
+	return putSealed(st, key, req, req.Size, body, limit, func(meta []byte, sealed io.Reader, sealedLimit int64) (int64, error) {
+		return st.b.PutEntry(ctx, key, meta, state, sealed, sealedLimit, ttl)
+	}, func() { _ = st.DeleteStash(ctx, id) })
 }
 
-// TakeStash takes the submission under id: of concurrent callers (in every
-// process sharing the backend) exactly one succeeds; the others get ErrTaken
-// or ErrNotFound. The caller must Close the body, then DeleteStash (it was
-// replayed) or RestoreStash (none of it reached the upstream).
+// TakeStash takes the submission under id without an owner check: of
+// concurrent callers (in every process sharing the backend) exactly one
+// succeeds; the others get ErrTaken or ErrNotFound. The caller must Close
+// the body, then DeleteStash (it was replayed) or RestoreStash (none of it
+// reached the upstream).
+//
+// Deprecated: the gateway before the replay state machine; use Lease.
 func (st *Store) TakeStash(ctx context.Context, id string) (Stored, io.ReadCloser, error) {
-	return takeBlob[Stored](ctx, st, nsStash, id)
+	token := NewID()
+	var req Stored
+	e, err := st.update(ctx, "take stash", id, func(key string, r replayRecord, now time.Time) (replayRecord, Change, error) {
+		held, live := r.leased(now)
+		switch {
+		case r.State == StateSettled:
+			return r, Change{}, ErrNotFound
+		case r.State != StatePending && (!held || live):
+			return r, Change{}, ErrTaken
+		}
+		r.State = StateLeased
+		r.lease(st.s.Tag(key+"/lease", token), TakenTTL, now)
+		return r, Change{Keep: TakenTTL}, nil
+	})
+	if err != nil {
+		return req, nil, err
+	}
+	key, _ := entryKey(nsStash, id)
+	if err := st.open(key, e.Meta, &req); err != nil {
+		// It will never open: settle it rather than leave it taken.
+		_ = st.DeleteStash(ctx, id)
+		return Stored{}, nil, fmt.Errorf("take stash: %w", err)
+	}
+	body, err := st.b.OpenBody(ctx, key, BodyStash)
+	if err != nil {
+		return Stored{}, nil, fmt.Errorf("take stash: body: %w", err)
+	}
+	return req, &openedBody{Reader: st.s.OpenStream(key, body), c: body}, nil
 }
 
 // RestoreStash makes a taken submission available to TakeStash again. Only
 // for a submission none of which reached the upstream.
+//
+// Deprecated: the gateway before the replay state machine; use Unlease.
 func (st *Store) RestoreStash(ctx context.Context, id string) error {
-	key, err := entryKey(nsStash, id)
-	if err != nil {
-		return fmt.Errorf("restore stash: %w: %w", ErrNotFound, err)
-	}
-	if err := st.b.RestoreBlob(ctx, key); err != nil {
-		return fmt.Errorf("restore stash: %w", err)
-	}
-	return nil
+	_, err := st.update(ctx, "restore stash", id, func(key string, r replayRecord, now time.Time) (replayRecord, Change, error) {
+		switch r.State {
+		case StateSettled:
+			return r, Change{}, ErrNotFound
+		case StateLeased, StateSent:
+			r.State = StatePending
+			r.Token, r.Expires, r.Lease = nil, 0, 0
+		}
+		return r, Change{}, nil
+	})
+	return err
 }
 
-// DeleteStash removes a submission, taken or not. A missing one is not an
-// error.
+// DeleteStash settles a submission, taken or not, and frees its body. A
+// missing one is not an error.
+//
+// Deprecated: the gateway before the replay state machine; use Settle.
 func (st *Store) DeleteStash(ctx context.Context, id string) error {
-	return deleteBlob(ctx, st, nsStash, id)
+	if _, err := entryKey(nsStash, id); err != nil {
+		return nil // no such key can exist
+	}
+	_, err := st.update(ctx, "delete stash", id, func(key string, r replayRecord, now time.Time) (replayRecord, Change, error) {
+		r.settle(OutcomeDeleted)
+		return r, Change{Free: BodyStash | BodyAnswer}, nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // PutResult keeps an upstream answer under id for ttl, like PutStash.
@@ -265,11 +334,20 @@ func namespaceOf(key string) string {
 }
 
 func putBlob(ctx context.Context, st *Store, ns, id string, meta any, size int64, body io.Reader, limit int64, ttl time.Duration) (int64, error) {
-	kind := ns[:len(ns)-1]
 	key, err := entryKey(ns, id)
 	if err != nil {
-		return 0, fmt.Errorf("put %s: %w", kind, err)
+		return 0, fmt.Errorf("put %s: %w", ns[:len(ns)-1], err)
 	}
+	return putSealed(st, key, meta, size, body, limit, func(sealedMeta []byte, sealed io.Reader, sealedLimit int64) (int64, error) {
+		return st.b.PutBlob(ctx, key, sealedMeta, sealed, sealedLimit, ttl)
+	}, func() { _ = st.b.DeleteBlob(ctx, key) })
+}
+
+// putSealed seals meta and streams body, sealed, into put; it enforces the
+// plaintext limit and the declared size (-1: unknown).
+// A body of another length than declared is removed with drop.
+func putSealed(st *Store, key string, meta any, size int64, body io.Reader, limit int64, put func(meta []byte, sealed io.Reader, sealedLimit int64) (int64, error), drop func()) (int64, error) {
+	kind := namespaceOf(key)
 	if limit < 0 {
 		return 0, fmt.Errorf("put %s: negative limit", kind)
 	}
@@ -287,15 +365,14 @@ func putBlob(ctx context.Context, st *Store, ns, id string, meta any, size int64
 	}
 	// The backend's limit is on sealed bytes; the plaintext limit is enforced
 	// by limitCounter, this one is a second fence.
-	_, err = st.b.PutBlob(ctx, key, sealedMeta, sealedBody, SealedSize(limit), ttl)
-	if err != nil {
+	if _, err = put(sealedMeta, sealedBody, SealedSize(limit)); err != nil {
 		if counted.over {
 			err = ErrTooLarge
 		}
 		return 0, fmt.Errorf("put %s: %w", kind, err)
 	}
 	if size >= 0 && counted.n != size {
-		_ = st.b.DeleteBlob(ctx, key)
+		drop()
 		return 0, fmt.Errorf("put %s: body is %d bytes, declared %d", kind, counted.n, size)
 	}
 	return counted.n, nil

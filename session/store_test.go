@@ -229,23 +229,21 @@ func TestSessionsAndLoginState(t *testing.T) {
 	}
 }
 
-// move copies the raw blob under from to the key to, optionally with the
-// meta of another blob, as an attacker with write access to the store could.
+// move copies the raw entry under from to the key to, optionally with the
+// body of another entry, as an attacker with write access to the store could.
 func move(t *testing.T, b *filestore.Store, metaFrom, bodyFrom, to string) {
 	t.Helper()
 	ctx := context.Background()
-	meta, _, err := b.TakeBlob(ctx, metaFrom)
+	e, err := b.ReadEntry(ctx, metaFrom)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = b.RestoreBlob(ctx, metaFrom)
-	_, rc, err := b.TakeBlob(ctx, bodyFrom)
+	rc, err := b.OpenBody(ctx, bodyFrom, session.BodyStash)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body := readAllClose(t, rc)
-	_ = b.RestoreBlob(ctx, bodyFrom)
-	if _, err := b.PutBlob(ctx, to, meta, bytes.NewReader(body), 1<<20, time.Hour); err != nil {
+	if _, err := b.PutEntry(ctx, to, e.Meta, e.State, bytes.NewReader(body), 1<<20, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 }

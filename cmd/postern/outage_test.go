@@ -20,7 +20,8 @@ import (
 // It always starts its own redis-server (it has to kill it), even when
 // POSTERN_TEST_REDIS_URL is set.
 func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
-	rds := redistest.Start(t, "--appendonly", "yes")
+	// fsync every write: a kill right after the stash must not lose it.
+	rds := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	up := newRecorder(t)
 	g := newSetup(t, up.URL, rds.URL()).start(t)
 
@@ -65,7 +66,7 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 	resp = pending.At(g.base).Login(f, procUser, procPassword)
 	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/before-outage" {
-		t.Fatalf("login after the outage: status %d, Location %q; want 303 to /before-outage", resp.StatusCode, resp.Header.Get("Location"))
+		t.Fatalf("login after the outage: status %d, Location %q; want 303 to /before-outage\n%s", resp.StatusCode, resp.Header.Get("Location"), g.out.String())
 	}
 	page = gatewaytest.ExpectStatus(t, pending.Do(http.MethodGet, g.base+"/before-outage", "", nil), http.StatusOK)
 	if !strings.Contains(page, "POST /before-outage user=alice replayed=true") {

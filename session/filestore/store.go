@@ -43,10 +43,11 @@ var errBadEntry = errors.New("malformed entry")
 
 // Store is a session.Backend in a bbolt file. It is safe for concurrent use.
 type Store struct {
-	db    *bbolt.DB
-	now   func() time.Time
-	log   *slog.Logger
-	hooks testHooks
+	db     *bbolt.DB
+	bodies *bodies
+	now    func() time.Time
+	log    *slog.Logger
+	hooks  testHooks
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -102,7 +103,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open file store %s: %w: %w", path, session.ErrUnavailable, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketRecords, bucketBlobs, bucketUploads, bucketChunks} {
+		for _, name := range [][]byte{bucketRecords, bucketBlobs, bucketUploads, bucketChunks, bucketEntries} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -113,7 +114,15 @@ func Open(path string, opts ...Option) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open file store %s: %w: %w", path, session.ErrUnavailable, err)
 	}
-	s := &Store{db: db, now: cfg.now, log: cfg.log, hooks: cfg.hooks}
+	bodies, err := openBodies(path)
+	if err == nil {
+		err = cleanBodies(db, bodies)
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open file store %s: bodies folder: %w: %w", path, session.ErrUnavailable, err)
+	}
+	s := &Store{db: db, bodies: bodies, now: cfg.now, log: cfg.log, hooks: cfg.hooks}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	tick := cfg.hooks.tick
@@ -279,8 +288,8 @@ func (s *Store) wrap(op string, err error) error {
 	}
 }
 
-// Usage returns the bytes in use in the database file: its size less the
-// pages bbolt holds free for reuse.
+// Usage returns the bytes in use: in the database file (its size less the
+// pages bbolt holds free for reuse) and in body files.
 func (s *Store) Usage(ctx context.Context) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -290,5 +299,25 @@ func (s *Store) Usage(ctx context.Context) (int64, error) {
 		return 0, s.wrap("usage", err)
 	}
 	st := s.db.Stats()
-	return size - int64(st.FreeAlloc), nil
+	return size - int64(st.FreeAlloc) + s.bodies.bytes.Load(), nil
+}
+
+// cleanBodies removes the body files no entry refers to: left by a crash
+// between writing a body and committing its entry, or between freeing a
+// body and removing its file.
+func cleanBodies(db *bbolt.DB, b *bodies) error {
+	keep := map[string]bool{}
+	err := db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {
+			if r, err := decodeEntry(v); err == nil {
+				keep[r.body], keep[r.ansBody] = true, true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	_, err = b.clean(keep)
+	return err
 }

@@ -57,6 +57,15 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestReplayConformance runs the replay state machine suite on the file
+// store.
+func TestReplayConformance(t *testing.T) {
+	sessiontest.RunReplay(t, func(t *testing.T) session.Backend {
+		s, _ := openTemp(t)
+		return s
+	})
+}
+
 func TestRestartKeepsStashes(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")

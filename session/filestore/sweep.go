@@ -18,7 +18,7 @@ const sweepBatch = 128
 // tests may call it directly.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	now := s.now()
-	var records, blobs, uploads [][]byte
+	var records, blobs, uploads, entries [][]byte
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
 			if len(v) < 9 || expired(v[1:9], now) {
@@ -31,6 +31,14 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 		if err := tx.Bucket(bucketBlobs).ForEach(func(k, v []byte) error {
 			if h, _, err := decodeBlob(v); err != nil || now.UnixNano() >= h.expiry {
 				blobs = append(blobs, append([]byte{}, k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {
+			if len(v) < 9 || expired(v[1:9], now) {
+				entries = append(entries, append([]byte{}, k...))
 			}
 			return nil
 		}); err != nil {
@@ -97,6 +105,22 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 			}
 			return true, deleteBlobTx(tx, string(k))
 		})
+	}
+	var freed []string
+	if err == nil {
+		err = sweepKeys(entries, func(tx *bbolt.Tx, k []byte) (bool, error) {
+			b := tx.Bucket(bucketEntries)
+			v := b.Get(k)
+			if v == nil || (len(v) >= 9 && !expired(v[1:9], now)) {
+				return false, nil
+			}
+			if r, err := decodeEntry(v); err == nil {
+				freed = append(freed, r.body, r.ansBody)
+			}
+			return true, b.Delete(k)
+		})
+		// After the commits: a file is removed only once no entry names it.
+		s.removeBodies(freed...)
 	}
 	if err == nil {
 		err = sweepKeys(uploads, func(tx *bbolt.Tx, k []byte) (bool, error) {

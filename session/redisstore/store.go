@@ -28,6 +28,7 @@ type Store struct {
 	rdb       redis.UniversalClient
 	prefix    string
 	chunkSize int
+	wait      durability // replicas each replay transition waits for
 }
 
 var _ session.Backend = (*Store)(nil)
@@ -82,24 +83,35 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	}
 
 	var rdb redis.UniversalClient
+	// A WAIT blocks its connection for up to wait_timeout: reads must wait
+	// longer than that.
+	least := cfg.wait.timeout + time.Second
+	lengthen := func(rt *time.Duration) {
+		if cfg.wait.replicas > 0 && *rt >= 0 && *rt < least {
+			*rt = least
+		}
+	}
 	switch cfg.kind {
 	case kindSingle:
 		if err := applyTLS(&cfg.single.TLSConfig, o.tls); err != nil {
 			return nil, err
 		}
+		lengthen(&cfg.single.ReadTimeout)
 		rdb = redis.NewClient(cfg.single)
 	case kindSentinel:
 		if err := applyTLS(&cfg.sentinel.TLSConfig, o.tls); err != nil {
 			return nil, err
 		}
+		lengthen(&cfg.sentinel.ReadTimeout)
 		rdb = redis.NewFailoverClient(cfg.sentinel)
 	case kindCluster:
 		if err := applyTLS(&cfg.cluster.TLSConfig, o.tls); err != nil {
 			return nil, err
 		}
+		lengthen(&cfg.cluster.ReadTimeout)
 		rdb = redis.NewClusterClient(cfg.cluster)
 	}
-	s := &Store{rdb: rdb, prefix: o.prefix, chunkSize: o.chunkSize}
+	s := &Store{rdb: rdb, prefix: o.prefix, chunkSize: o.chunkSize, wait: cfg.wait}
 	if err := s.Ping(ctx); err != nil {
 		_ = rdb.Close()
 		return nil, err

@@ -179,3 +179,6 @@ func TestOpenOptions(t *testing.T) {
 
 // TestConformance runs the backend suite every session.Backend passes.
 func TestConformance(t *testing.T) { sessiontest.Run(t, newBackend) }
+
+// TestReplayConformance runs the replay state machine suite on Redis.
+func TestReplayConformance(t *testing.T) { sessiontest.RunReplay(t, newBackend) }

@@ -23,6 +23,7 @@ const (
 // set, according to kind.
 type clientConfig struct {
 	kind     clientKind
+	wait     durability
 	single   *redis.Options
 	sentinel *redis.FailoverOptions
 	cluster  *redis.ClusterOptions
@@ -92,6 +93,17 @@ func parseURL(raw string) (clientConfig, error) {
 		inner.Scheme = "rediss"
 	}
 	q := u.Query()
+	wait, err := parseDurability(q)
+	if err != nil {
+		return clientConfig{}, err
+	}
+	cfg, err := clientOptions(kind, addrs, u, inner, q)
+	cfg.wait = wait
+	return cfg, err
+}
+
+// clientOptions builds the go-redis options of one kind of client.
+func clientOptions(kind clientKind, addrs []string, u *url.URL, inner url.URL, q url.Values) (clientConfig, error) {
 	switch kind {
 	case kindSingle:
 		inner.RawQuery = q.Encode()
