@@ -24,8 +24,8 @@ type replayStore interface {
 	TakeStash(ctx context.Context, id string) (session.Stored, io.ReadCloser, error)
 	RestoreStash(ctx context.Context, id string) error
 	DeleteStash(ctx context.Context, id string) error
-	MarkReplayed(ctx context.Context, id string, state session.ReplayState, ttl time.Duration) error
-	ReplayStateOf(ctx context.Context, id string) (session.ReplayState, error)
+	MarkReplayed(ctx context.Context, id string, state session.ReplayMark, ttl time.Duration) error
+	ReplayStateOf(ctx context.Context, id string) (session.ReplayMark, error)
 	PutResult(ctx context.Context, id string, res session.Result, body io.Reader, limit int64, ttl time.Duration) (int64, error)
 	TakeResult(ctx context.Context, id string) (session.Result, io.ReadCloser, error)
 	DeleteResult(ctx context.Context, id string) error

@@ -21,7 +21,7 @@ const (
 
 // resultStore is what the result keeper needs of the store.
 type resultStore interface {
-	ReplayStateOf(ctx context.Context, id string) (session.ReplayState, error)
+	ReplayStateOf(ctx context.Context, id string) (session.ReplayMark, error)
 	TakeResult(ctx context.Context, id string) (session.Result, io.ReadCloser, error)
 	DeleteResult(ctx context.Context, id string) error
 }
