@@ -47,7 +47,9 @@ func TestTrustedProxies(t *testing.T) {
 		e := &env{t: t, up: gatewaytest.NewUpstream(t), storeDir: t.TempDir()}
 		e.parts = func(p *gateway.Parts, o *gateway.Options) {
 			o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-			p.Limiter = auth.NewLoginLimiter(3, time.Hour, time.Now)
+			p.Limiter = auth.NewLoginLimiter(auth.LoginWindows{
+				Address: p.Store.Window("a", time.Hour), Pair: p.Store.Window("p", time.Hour), User: p.Store.Window("u", time.Hour),
+			}, auth.LoginLimits{PerAddress: 3, PerPair: 3, PerUser: 100, PerPairUnderAttack: 3}, time.Now)
 		}
 		e.start()
 		try := func(client, user string) int {

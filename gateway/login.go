@@ -19,7 +19,7 @@ import (
 type loginMethods struct {
 	passwords PasswordChecker
 	oidc      OIDCLogin
-	limiter   *auth.LoginLimiter
+	limiter   LoginLimiter
 }
 
 // maxFormBytes bounds the gateway's own forms (login, logout, resume).
@@ -98,20 +98,19 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	data.Username = r.PostForm.Get("username")
 	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
 	addr := g.clientAddr(r)
-	if g.logins.limiter != nil {
-		if ok, wait := g.logins.limiter.Allow(user, addr); !ok {
-			g.metrics.logins.WithLabelValues("local", "rate_limited").Inc()
-			w.Header().Set("Retry-After", retryAfter(wait))
-			data.Error = "Too many failed attempts. Please wait " + wait.Round(time.Second).String() + " and try again."
-			g.pages.render(w, http.StatusTooManyRequests, "login", data)
-			return nil
-		}
+	attempt, err := g.beginLogin(r, user, addr)
+	if err != nil {
+		return err
+	}
+	if !attempt.Allowed {
+		w.Header().Set("Retry-After", retryAfter(attempt.Wait))
+		data.Error = "Too many failed attempts. Please wait " + formatDuration(attempt.Wait) + " and try again."
+		g.pages.render(w, http.StatusTooManyRequests, "login", data)
+		return nil
 	}
 	id, err := g.logins.passwords.Check(user, pass)
 	if err != nil {
-		if g.logins.limiter != nil {
-			g.logins.limiter.Failed(user, addr)
-		}
+		// The attempt stays counted as a failure.
 		g.metrics.logins.WithLabelValues("local", "failed").Inc()
 		g.log.LogAttrs(r.Context(), slog.LevelWarn, "login failed", slog.String("user", user), slog.String("addr", addr))
 		data.Error = "Wrong username or password."
@@ -121,8 +120,8 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		g.pages.render(w, http.StatusUnauthorized, "login", data)
 		return nil
 	}
-	if g.logins.limiter != nil {
-		g.logins.limiter.Succeeded(user, addr)
+	if err := attempt.Succeeded(r.Context()); err != nil {
+		g.log.LogAttrs(r.Context(), slog.LevelWarn, "login limit: taking back a successful attempt failed", slog.String("error", err.Error()))
 	}
 	g.metrics.logins.WithLabelValues("local", "ok").Inc()
 	who, err := g.startSession(r, ck, id, "local", oidc.Tokens{})

@@ -84,6 +84,13 @@ type PasswordChecker interface {
 	Check(user, password string) (auth.Identity, error)
 }
 
+// LoginLimiter limits failed local logins across replicas
+// (auth.LoginLimiter): Begin counts an attempt as a failure unless a limit
+// is reached, and the attempt's Succeeded takes that back.
+type LoginLimiter interface {
+	Begin(ctx context.Context, user, addr string) (*auth.LoginAttempt, error)
+}
+
 // BearerVerifier checks API clients' bearer JWTs (auth/bearer.Verifier).
 // Its errors' messages are safe to show to the client.
 type BearerVerifier interface {
@@ -102,11 +109,11 @@ type AssertionSigner interface {
 type Parts struct {
 	Store     *session.Store
 	Cookies   *session.Cookies
-	Passwords PasswordChecker    // local login; nil when not configured
-	OIDC      OIDCLogin          // OIDC login; nil when not configured
-	Bearer    BearerVerifier     // bearer JWTs for API clients; nil: not accepted
-	Assertion AssertionSigner    // X-Postern-Assertion; nil: not sent
-	Limiter   *auth.LoginLimiter // failed-login limiter; nil disables
+	Passwords PasswordChecker // local login; nil when not configured
+	OIDC      OIDCLogin       // OIDC login; nil when not configured
+	Bearer    BearerVerifier  // bearer JWTs for API clients; nil: not accepted
+	Assertion AssertionSigner // X-Postern-Assertion; nil: not sent
+	Limiter   LoginLimiter    // failed-login limiter; nil disables
 	Logger    *slog.Logger
 	// Transport carries requests to upstreams; nil uses NewTransport().
 	Transport http.RoundTripper

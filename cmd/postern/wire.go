@@ -22,13 +22,6 @@ import (
 	"github.com/postern/postern/session/redisstore"
 )
 
-// Failed local logins: a burst per user and per client address, then one
-// more try per interval.
-const (
-	loginBurst    = 10
-	loginInterval = time.Minute
-)
-
 // wire turns a valid Config into the gateway: the one place where settings
 // become gateway.Options and the parts it is made of.
 func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog.Logger) (built, error) {
@@ -62,7 +55,6 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 
 	parts := gateway.Parts{
 		Cookies:   cookies,
-		Limiter:   auth.NewLoginLimiter(loginBurst, loginInterval, time.Now),
 		Logger:    logger,
 		Transport: gateway.NewTransport(),
 		Now:       time.Now,
@@ -125,6 +117,7 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		return built{}, err
 	}
 	parts.Store = session.NewStore(backend, sealer)
+	parts.Limiter = loginLimiter(parts.Store)
 
 	gw, err := gateway.New(gateway.Options{
 		PublicURL:           public,
@@ -230,4 +223,15 @@ func gatewayRoutes(cfg *config.Config) ([]gateway.Route, error) {
 
 func policy(a config.Allow) auth.Policy {
 	return auth.Policy{Emails: a.Emails, Domains: a.Domains, Groups: a.Groups}
+}
+
+// loginLimiter limits failed local logins with counts kept in the store,
+// so that every replica sharing it counts the same failures.
+func loginLimiter(st *session.Store) *auth.LoginLimiter {
+	w := auth.DefaultLoginWindow
+	return auth.NewLoginLimiter(auth.LoginWindows{
+		Address: st.Window("login-addr", w),
+		Pair:    st.Window("login-pair", w),
+		User:    st.Window("login-user", w),
+	}, auth.DefaultLoginLimits, time.Now)
 }

@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/gateway"
@@ -42,11 +40,7 @@ func TestForwardAuthBelievesOnlyTheTrustedProxy(t *testing.T) {
 
 	// The same cookie from 127.0.0.2, straight to the gateway. (The jar
 	// scopes cookies by host, so the session cookie goes along.)
-	direct := c.At(gw)
-	cl := *direct.Client
-	cl.Transport = &http.Transport{DialContext: (&net.Dialer{
-		LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}).DialContext}
-	direct.Client = &cl
+	direct := c.At(gw).From("127.0.0.2")
 	check := func(hdr ...string) int {
 		t.Helper()
 		resp, err := direct.Send(context.Background(), http.MethodGet, "/.postern/auth", "", nil, -1, hdr...)

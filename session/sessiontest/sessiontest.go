@@ -59,6 +59,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) session.Backend) {
 		{"DeleteBlob", testDeleteBlob},
 		{"BlobExpiry", testBlobExpiry},
 		{"TakenBlobOutlivesTTL", testTakenBlobOutlivesTTL},
+		{"Counters", testCounters},
+		{"CountersRace", testCountersRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
