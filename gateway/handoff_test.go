@@ -61,9 +61,10 @@ func TestHostRouteOIDCHandoff(t *testing.T) {
 	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Header.Get("Location"), "/.postern/login?") {
 		t.Fatalf("POST on the shop host: %d %q, want a 307 into the login", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	// The 307 is followed on the shop's host; the login hops to the public
-	// host, which sends the browser to the provider.
-	hop := s.Do(http.MethodPost, resp.Header.Get("Location"), "application/x-www-form-urlencoded", []byte("item=tea&qty=3"))
+	// The 307 is followed on the shop's host (and the login's 303 to
+	// itself as a GET); the login hops to the public host, which sends the
+	// browser to the provider.
+	hop := s.FollowToLogin(http.MethodPost, resp.Header.Get("Location"), "application/x-www-form-urlencoded", []byte("item=tea&qty=3"))
 	gatewaytest.ReadBody(t, hop)
 	signin := hop.Header.Get("Location")
 	if hop.StatusCode != http.StatusSeeOther || !strings.HasPrefix(signin, e.gw.URL+"/.postern/signin?token=") {

@@ -16,8 +16,8 @@ import (
 )
 
 // stashHeaders are the request headers kept with a stash: what the upstream
-// needs to understand the body and the submission. Cookies are not kept:
-// the replay carries the browser's cookies of that moment instead.
+// needs to understand the body and the submission. The app's cookies are
+// kept too, apart (Stored.Cookie), without the gateway's own.
 var stashHeaders = []string{
 	"Content-Type", "Content-Encoding", "Content-Language",
 	"Accept", "Accept-Language", "User-Agent", "Referer", "Origin",
@@ -132,6 +132,13 @@ func (in *interceptor) keep(r *http.Request, ck *session.Cookie, id string) (int
 		Owner:   ck.BrowserID,
 		Created: in.now(),
 		Size:    r.ContentLength,
+		// Path-scoped and SameSite=Strict cookies never reach the login
+		// (or the OIDC callback, which arrives cross-site): the replay
+		// carries those the browser sent with the submission.
+		Cookie: appCookies(r.Header.Values("Cookie"), in.cookies.Name()),
+		// The same for every send of this submission, so the app can tell
+		// a send again from a new submission.
+		IdempotencyKey: session.NewID(),
 	}
 	for _, k := range stashHeaders {
 		if v := r.Header.Values(k); len(v) > 0 {

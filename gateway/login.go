@@ -26,9 +26,11 @@ type loginMethods struct {
 const maxFormBytes = 64 << 10
 
 // login serves /.postern/login for every method. A request carrying
-// ?stash= is the browser following the 307 with the original submission
-// (its body is not read: it was stashed already); it gets the login page.
-// A POST without it is the login form.
+// ?stash= with another method than GET is the browser following the 307
+// with the original submission (its body is not read: it was stashed
+// already); it is sent on (303) to the login page as a GET, so that the
+// browser's history holds GETs only: Back and Refresh never offer to send
+// a form again. A POST without it is the login form.
 func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	if r.Method == http.MethodPost && !q.Has("stash") {
@@ -40,15 +42,26 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
 			Title: "Method not allowed", Message: "The login page accepts GET and POST."}
 	}
 	ck := cookieFrom(r.Context())
-	if q.Has("stash") && r.Body != nil {
-		// The browser re-sends the original body with the 307. It was
-		// stashed already; read and drop it (within the stash limit), so the
-		// browser is not cut off mid-upload and shows this page.
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, g.opts.StashMaxBody+1))
-	}
 	stash, rd := q.Get("stash"), sameOriginPath(q.Get("rd"), g.opts.PublicURL, "/")
 	if !validID(stash) {
 		stash = ""
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// The browser re-sends the original body with the 307. It was
+		// stashed already; read and drop it (within the stash limit), so the
+		// browser is not cut off mid-upload and follows the 303.
+		if r.Body != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, g.opts.StashMaxBody+1))
+		}
+		if err := g.saveCookie(w, r, ck); err != nil {
+			return err
+		}
+		to := loginURL(stash, rd)
+		if q.Get("sso") == "1" {
+			to += map[bool]string{true: "&", false: "?"}[strings.Contains(to, "?")] + "sso=1"
+		}
+		seeOther(w, to)
+		return nil
 	}
 	who, err := g.identify(r.Context(), r, ck)
 	if err != nil {
@@ -59,6 +72,12 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	if who != nil {
 		if stash == "" {
+			seeOther(w, rd)
+			return nil
+		}
+		if g.replayer.done(r.Context(), stash) {
+			// Sent already (Back to this page after the result): on to
+			// the page it was submitted to, as a plain GET.
 			seeOther(w, rd)
 			return nil
 		}

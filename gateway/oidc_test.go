@@ -94,7 +94,7 @@ func TestOIDCLoginReplaysSubmission(t *testing.T) {
 	}
 	// The browser follows the 307 with the body to postern's login, which
 	// answers with a 303 to the provider.
-	cb := loginAtProvider(t, idp, b.Do(http.MethodPost, resp.Header.Get("Location"), "application/x-www-form-urlencoded", []byte("item=tea&qty=3")))
+	cb := loginAtProvider(t, idp, b.FollowToLogin(http.MethodPost, resp.Header.Get("Location"), "application/x-www-form-urlencoded", []byte("item=tea&qty=3")))
 	if n := len(e.up.Requests()); n != 0 {
 		t.Fatalf("upstream saw %d requests before the callback", n)
 	}
@@ -133,7 +133,7 @@ func TestOIDCSeveralTabsAtOnce(t *testing.T) {
 	for _, body := range []string{"tab=1", "tab=2", "tab=3"} {
 		resp := b.Do(http.MethodPost, "/form", "text/plain", []byte(body))
 		gatewaytest.ReadBody(t, resp)
-		callbacks = append(callbacks, loginAtProvider(t, idp, b.Do(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte(body))))
+		callbacks = append(callbacks, loginAtProvider(t, idp, b.FollowToLogin(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte(body))))
 	}
 	for i := len(callbacks) - 1; i >= 0; i-- {
 		b.Follow(b.Do(http.MethodGet, callbacks[i].RequestURI(), "", nil), http.StatusOK)
@@ -160,7 +160,7 @@ func TestOIDCNotAllowedDiscardsStash(t *testing.T) {
 	b := e.browser()
 	resp := b.Do(http.MethodPost, "/checkout", "text/plain", []byte("x"))
 	gatewaytest.ReadBody(t, resp)
-	cb := loginAtProvider(t, idp, b.Do(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("x")))
+	cb := loginAtProvider(t, idp, b.FollowToLogin(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("x")))
 	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, cb.RequestURI(), "", nil), http.StatusForbidden)
 	if !strings.Contains(page, "discarded") {
 		t.Errorf("403 page does not say the submission was discarded:\n%s", page)
@@ -324,7 +324,7 @@ func TestOIDCWrongStateRefused(t *testing.T) {
 	b := e.browser()
 	resp := b.Do(http.MethodPost, "/checkout", "text/plain", []byte("x"))
 	gatewaytest.ReadBody(t, resp)
-	cb := loginAtProvider(t, idp, b.Do(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("x")))
+	cb := loginAtProvider(t, idp, b.FollowToLogin(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("x")))
 	q := cb.Query()
 	q.Set("state", "AAAAAAAAAAAAAAAAAAAAAA")
 	cb.RawQuery = q.Encode()
@@ -377,7 +377,7 @@ func TestOIDCProviderDownAtStart(t *testing.T) {
 	b := e.browser()
 	resp := b.Do(http.MethodPost, "/checkout", "text/plain", []byte("kept while down"))
 	gatewaytest.ReadBody(t, resp)
-	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("kept while down")), http.StatusServiceUnavailable)
+	page := gatewaytest.ExpectStatus(t, b.FollowToLogin(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("kept while down")), http.StatusServiceUnavailable)
 	if !strings.Contains(page, "identity provider is not answering") {
 		t.Fatalf("login page with the provider down:\n%s", page)
 	}

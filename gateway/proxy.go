@@ -79,6 +79,16 @@ func dropOwnCookie(h http.Header, name string) {
 	if len(lines) == 0 {
 		return
 	}
+	kept := appCookies(lines, name)
+	h.Del("Cookie")
+	if kept != "" {
+		h.Set("Cookie", kept)
+	}
+}
+
+// appCookies is one Cookie header of the pairs in lines, without the
+// gateway's own cookie (name).
+func appCookies(lines []string, name string) string {
 	var kept []string
 	for _, line := range lines {
 		for _, part := range strings.Split(line, ";") {
@@ -92,10 +102,33 @@ func dropOwnCookie(h http.Header, name string) {
 			kept = append(kept, p)
 		}
 	}
-	h.Del("Cookie")
-	if len(kept) > 0 {
-		h.Set("Cookie", strings.Join(kept, "; "))
+	return strings.Join(kept, "; ")
+}
+
+// mergeCookies is the Cookie header of a replay: every cookie the browser
+// sent with the submission, then those it sends now under names the
+// submission did not carry. Where both have a name the submission's value
+// is used: it is what the app's page was built with, and path-scoped or
+// SameSite=Strict cookies are missing or stale at the login.
+func mergeCookies(submitted string, now []string) string {
+	if submitted == "" {
+		return strings.Join(now, "; ")
 	}
+	seen := make(map[string]bool)
+	out := []string{submitted}
+	for _, part := range strings.Split(submitted, ";") {
+		n, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+		seen[n] = true
+	}
+	for _, line := range now {
+		for _, part := range strings.Split(line, ";") {
+			p := strings.TrimSpace(part)
+			if n, _, _ := strings.Cut(p, "="); p != "" && !seen[n] {
+				out = append(out, p)
+			}
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // newProxy returns the reverse proxy for one route. Live requests and

@@ -9,6 +9,7 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -93,6 +94,13 @@ func (p *replayer) take(ctx context.Context, id string) (session.Stored, io.Read
 		}
 	}
 	return stored, body, err
+}
+
+// done reports whether the stash id was sent already: its replay is on
+// record.
+func (p *replayer) done(ctx context.Context, id string) bool {
+	state, err := p.store.ReplayStateOf(ctx, id)
+	return err == nil && state != session.NotReplayed
 }
 
 // notTaken answers a completion whose stash could not be taken.
@@ -250,9 +258,10 @@ type send struct {
 }
 
 // request is the inbound request the proxy sends for the stash: the
-// stored method, URL, headers and body; the cookies and forwarding chain of
-// the request that completed the login (the same browser). The proxy then
-// treats it as it treats a live request.
+// stored method, URL, headers, cookies and body; the forwarding chain (and
+// cookies the submission did not carry) of the request that completed the
+// login, from the same browser. The proxy then treats it as it treats a
+// live request.
 func (s *send) request(ctx context.Context, body io.Reader) *http.Request {
 	r, stored := s.r, s.stored
 	in := &http.Request{Method: stored.Method, URL: s.target, Host: stored.Host, Header: stored.Header.Clone(),
@@ -261,10 +270,15 @@ func (s *send) request(ctx context.Context, body io.Reader) *http.Request {
 	if in.Header == nil {
 		in.Header = make(http.Header)
 	}
-	for _, k := range []string{"Cookie", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
 		if v := r.Header.Values(k); len(v) > 0 {
 			in.Header[k] = v
 		}
+	}
+	// The app's cookies as the browser held them when it submitted, and
+	// those it sends now; the proxy drops the gateway's own.
+	if c := mergeCookies(stored.Cookie, r.Header.Values("Cookie")); c != "" {
+		in.Header.Set("Cookie", c)
 	}
 	if stored.Size == 0 {
 		in.Body = http.NoBody
@@ -276,11 +290,25 @@ func (s *send) request(ctx context.Context, body io.Reader) *http.Request {
 	return in.WithContext(ctx)
 }
 
-// rewrite marks the request bound upstream as a replay; identity headers
-// are set already.
+// rewrite marks the request bound upstream as a replay of one submission;
+// identity headers are set already. Idempotency-Key is a structured-field
+// string (draft-ietf-httpapi-idempotency-key-header), the same for every
+// send of the submission: an app that keeps the keys it has seen never
+// acts on one submission twice (docs/idempotency.md).
 func (s *send) rewrite(out *http.Request) {
 	out.Header.Set("X-Postern-Replayed", "true")
-	out.GetBody = nil // never re-sent by the transport
+	out.Header.Del("Idempotency-Key")
+	if k := s.stored.IdempotencyKey; k != "" {
+		out.Header.Set("Idempotency-Key", `"`+k+`"`)
+	}
+	// Never re-sent by the transport: a request it cannot rewind is not
+	// retried, and a bodiless one with an Idempotency-Key would be (on a
+	// reused connection that fails before the answer). An empty reader
+	// goes on the wire exactly as no body does.
+	out.GetBody = nil
+	if out.Body == nil || out.Body == http.NoBody {
+		out.Body, out.ContentLength = io.NopCloser(strings.NewReader("")), 0
+	}
 }
 
 // answered hands the upstream's answer to the replayer; an error here is

@@ -121,7 +121,7 @@ func TestIdentityHeadersCannotBeForged(t *testing.T) {
 	// Stashed and replayed.
 	resp := b.Do(http.MethodPost, "/a", "text/plain", []byte("1"), forged...)
 	gatewaytest.ReadBody(t, resp)
-	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("1"), forged...), http.StatusOK)
+	page := gatewaytest.ExpectStatus(t, b.FollowToLogin(http.MethodPost, resp.Header.Get("Location"), "text/plain", []byte("1"), forged...), http.StatusOK)
 	b.Follow(b.Login(gatewaytest.HiddenFields(page), testUser, testPassword), http.StatusOK)
 	// Proxied with a session.
 	gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, "/b", "", nil, forged...), http.StatusOK)

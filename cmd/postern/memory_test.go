@@ -148,11 +148,16 @@ func TestLargeUploadBoundedMemory(t *testing.T) {
 	stashed := time.Since(start)
 	// The browser follows the 307 with the same body; the login does not
 	// read it (it was stashed once).
-	resp, err = b.Send(ctx, http.MethodPost, g.base+resp.Header.Get("Location"), u.ctype, u.body(), u.size())
+	loc := resp.Header.Get("Location")
+	resp, err = b.Send(ctx, http.MethodPost, g.base+loc, u.ctype, u.body(), u.size())
 	if err != nil {
 		t.Fatalf("following the 307 with the body: %v", err)
 	}
-	f := gatewaytest.HiddenFields(gatewaytest.ExpectStatus(t, resp, http.StatusOK))
+	gatewaytest.ReadBody(t, resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != loc {
+		t.Fatalf("following the 307: status %d Location %q, want 303 to the login page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	f := gatewaytest.HiddenFields(gatewaytest.ExpectStatus(t, b.Do(http.MethodGet, g.base+loc, "", nil), http.StatusOK))
 
 	resp = b.At(g.base).Login(f, procUser, procPassword)
 	gatewaytest.ReadBody(t, resp)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -284,6 +285,7 @@ func TestBrowserSubmissionSurvivesExpiredSession(t *testing.T) {
 	a := newApp(t)
 	gw := startGateway(t, a.URL, "")
 	b := newBrowser(t)
+	docs := b.recordDocuments()
 
 	b.openFormLoggedIn(gw)
 	b.expireSession(gw)
@@ -344,18 +346,24 @@ func TestBrowserSubmissionSurvivesExpiredSession(t *testing.T) {
 	})
 	t.Run("back sends nothing", func(t *testing.T) {
 		b.t = t
-		// Back goes to the entry before the result: the login page that
-		// the 307 led to, the answer to a POST. Chromium does not send it
-		// again; it asks (ERR_CACHE_MISS, "Confirm Form Resubmission").
-		err := chromedp.Do(b.ctx, chromedp.NavigateBack())
-		var le *chromedp.LoadError
-		switch {
-		case errors.As(err, &le) && le.ErrorText == "net::ERR_CACHE_MISS":
-			if page := b.peek(); !strings.Contains(page, "Confirm Form Resubmission") {
-				t.Errorf("back: cache miss, but the page is %s", page)
-			}
-		case err != nil:
+		// Every entry of the history is a page fetched with GET: the login
+		// answered the 307'd POST with a 303 to itself, so Back and
+		// Refresh never have a form to send again.
+		b.expectHistoryOfGETs(docs)
+		// Back goes to the entry before the result: the login page, a GET.
+		// Chromium loads it again without asking (an entry made by a POST
+		// would fail with ERR_CACHE_MISS, "Confirm Form Resubmission").
+		// The submission is settled, so the login sends the browser on to
+		// the page it was submitted to, now a plain GET of the app.
+		if err := chromedp.Do(b.ctx, chromedp.NavigateBack()); err != nil {
 			t.Fatalf("back: %v (page: %s)", err, b.peek())
+		}
+		b.waitFor("#page", "#result", "p.error", "#username")
+		if page := b.peek(); strings.Contains(page, "Confirm Form Resubmission") {
+			t.Fatalf("back asks to resubmit a form: %s", page)
+		}
+		if got := b.text("#page"); got != "GET /orders?step=confirm" {
+			t.Errorf("after back the page is %q, want the app's GET page", got)
 		}
 		onlySubmission(t, a)
 		// One more step back is the form, as the person left it.
@@ -365,7 +373,74 @@ func TestBrowserSubmissionSurvivesExpiredSession(t *testing.T) {
 			t.Errorf("two steps back the browser is at %s, want the form", got)
 		}
 		onlySubmission(t, a)
+		b.expectHistoryOfGETs(docs)
 	})
+}
+
+// documents records the method and URL of every document request the tab
+// makes, redirect hops included.
+type documents struct {
+	mu   sync.Mutex
+	reqs [][2]string // method, URL
+}
+
+// recordDocuments starts recording the tab's document requests.
+func (b *browser) recordDocuments() *documents {
+	b.t.Helper()
+	d := &documents{}
+	err := chromedp.Listen(b.ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok && e.Type == network.ResourceTypeDocument && e.Request != nil {
+			d.mu.Lock()
+			d.reqs = append(d.reqs, [2]string{e.Request.Method, e.Request.URL})
+			d.mu.Unlock()
+		}
+	})
+	if err != nil {
+		b.t.Fatalf("browser: listening for requests: %v", err)
+	}
+	return d
+}
+
+// lastMethod is the method of the last document request to url.
+func (d *documents) lastMethod(url string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.reqs) - 1; i >= 0; i-- {
+		if d.reqs[i][1] == url {
+			return d.reqs[i][0]
+		}
+	}
+	return ""
+}
+
+// expectHistoryOfGETs checks that every entry of the tab's history (on the
+// gateway's pages and the app's) shows a document fetched with GET, so
+// that no Back or Refresh offers to send a form again.
+func (b *browser) expectHistoryOfGETs(d *documents) {
+	b.t.Helper()
+	entries, err := chromedp.Run(b.ctx, func(ctx context.Context, t *chromedp.Target) ([]*page.NavigationEntry, error) {
+		h, err := cdp.Call(ctx, t, page.GetNavigationHistory, cdp.Empty{})
+		if err != nil {
+			return nil, err
+		}
+		return h.Entries, nil
+	})
+	if err != nil {
+		b.t.Fatalf("browser: history: %v", err)
+	}
+	checked := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.URL, "http") {
+			continue // about:blank
+		}
+		checked++
+		if m := d.lastMethod(e.URL); m != http.MethodGet {
+			b.t.Errorf("history entry %s was fetched with %q, want GET", e.URL, m)
+		}
+	}
+	if checked < 3 {
+		b.t.Errorf("history has %d entries of the flow, want the form, the login and the result", checked)
+	}
 }
 
 // TestBrowserMultipartUploadSurvivesExpiredSession sends a 1 MiB file after

@@ -228,8 +228,13 @@ func TestNginxReverseProxyStashLoginReplay(t *testing.T) {
 	if n := len(a.Submissions()); n != 0 {
 		t.Fatalf("app received %d submissions before the login", n)
 	}
-	// The client follows the 307 as a browser does: same method, same body.
-	_, page := c.expect(http.StatusOK, http.MethodPost, loc.RequestURI(), ct, body.Bytes())
+	// The client follows the 307 as a browser does: same method, same
+	// body; the login sends it on (303) to itself as a GET.
+	resp, _ = c.expect(http.StatusSeeOther, http.MethodPost, loc.RequestURI(), ct, body.Bytes())
+	if got := resp.Header.Get("Location"); got != loc.RequestURI() {
+		t.Fatalf("the 307 followed through nginx: 303 to %q, want the login page %q", got, loc.RequestURI())
+	}
+	_, page := c.expect(http.StatusOK, http.MethodGet, loc.RequestURI(), "", nil)
 	if !strings.Contains(page, "Your submission is kept") {
 		t.Fatalf("login page through nginx lacks the kept note:\n%s", page)
 	}

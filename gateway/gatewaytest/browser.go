@@ -98,7 +98,8 @@ func (b *Browser) Do(method, target, contentType string, body []byte, header ...
 
 // SubmitWhileLoggedOut sends a submission with no session, checks the 307
 // into the gateway's login with a stash, follows it as a browser does (same
-// method and body) and returns the login page's hidden fields.
+// method and body), checks the 303 to the login page as a GET, follows that
+// and returns the login page's hidden fields.
 func (b *Browser) SubmitWhileLoggedOut(method, path, contentType string, body []byte) url.Values {
 	b.t.Helper()
 	resp := b.Do(method, path, contentType, body)
@@ -110,12 +111,27 @@ func (b *Browser) SubmitWhileLoggedOut(method, path, contentType string, body []
 	if !strings.HasPrefix(loc, "/.postern/login?") || !strings.Contains(loc, "stash=") {
 		b.t.Fatalf("307 Location %q is not the gateway's login with a stash", loc)
 	}
-	page := ExpectStatus(b.t, b.Do(method, loc, contentType, body), http.StatusOK)
+	page := ExpectStatus(b.t, b.FollowToLogin(method, loc, contentType, body), http.StatusOK)
 	f := HiddenFields(page)
 	if f.Get("stash") == "" || f.Get("csrf") == "" {
 		b.t.Fatalf("login page after %s %s lacks stash or csrf fields:\n%s", method, path, page)
 	}
 	return f
+}
+
+// FollowToLogin follows the gateway's 307 into its login (loc) as a
+// browser does, with the submission's method and body, checks that the
+// login answers 303 to itself as a GET (so the browser's history holds no
+// POST) and returns the answer to that GET.
+func (b *Browser) FollowToLogin(method, loc, contentType string, body []byte, header ...string) *http.Response {
+	b.t.Helper()
+	follow := b.Do(method, loc, contentType, body, header...)
+	ReadBody(b.t, follow)
+	if follow.StatusCode != http.StatusSeeOther || follow.Header.Get("Location") != loc {
+		b.t.Fatalf("%s %s (the 307 followed): status %d Location %q, want 303 to the same login as a GET",
+			method, loc, follow.StatusCode, follow.Header.Get("Location"))
+	}
+	return b.Do(http.MethodGet, loc, "", nil, header...)
 }
 
 // Login posts the login form: the page's hidden fields with user and
