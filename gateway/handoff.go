@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/session"
 )
 
@@ -169,6 +170,11 @@ func (g *Gateway) handoff(w http.ResponseWriter, r *http.Request) error {
 	}
 	if ck.SID != "" && ck.SID != h.SID {
 		_ = g.store.DeleteSession(r.Context(), ck.SID)
+	}
+	// This host's cookie is logged in from now on: its browser id changes,
+	// as at any login, so a cookie planted here before is worth nothing.
+	if err := g.rotateBrowser(r.Context(), ck, auth.Identity{User: rec.User, Subject: rec.Subject}, rec.Method); err != nil {
+		return err
 	}
 	ck.SID = h.SID
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login handed off", slog.String("user", rec.User), slog.String("host", host))

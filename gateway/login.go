@@ -152,7 +152,8 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 }
 
 // startSession creates the server-side session for id and points the cookie
-// at it, under a new session id (no fixation). The CSRF token stays: it is
+// at it, under a new session id (no fixation) and a new browser id
+// (rotateBrowser: a planted cookie gains nothing). The CSRF token stays: it is
 // bound to this browser's cookie, and a login form sent twice (a double
 // click) must still be accepted the second time, to lead to the result.
 func (g *Gateway) startSession(r *http.Request, ck *session.Cookie, id auth.Identity, method string, tokens oidc.Tokens) (*principal, error) {
@@ -160,6 +161,9 @@ func (g *Gateway) startSession(r *http.Request, ck *session.Cookie, id auth.Iden
 	rec := session.Record{User: id.User, Email: id.Email, Groups: id.Groups, Subject: id.Subject,
 		Method: method, LoginAt: now, Expires: now.Add(g.opts.SessionTTL),
 		AccessToken: tokens.AccessToken, RefreshToken: tokens.RefreshToken, IDToken: tokens.IDToken, TokenExpiry: tokens.Expiry}
+	if err := g.rotateBrowser(r.Context(), ck, id, method); err != nil {
+		return nil, err
+	}
 	sid := session.NewID()
 	if err := g.store.SaveSession(r.Context(), sid, rec, g.opts.SessionTTL); err != nil {
 		return nil, storeError(err)

@@ -86,7 +86,9 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return storeError(err)
 	}
-	if ls.BrowserID != ck.BrowserID {
+	if owned, err := g.owns(r.Context(), ck, ls.BrowserID); err != nil {
+		return err
+	} else if !owned {
 		g.metrics.logins.WithLabelValues("oidc", "foreign_state").Inc()
 		return badLogin("This login was started in another browser. Please log in again here.", ls.ReturnURL)
 	}

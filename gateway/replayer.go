@@ -30,6 +30,9 @@ type replayStore interface {
 	PutResult(ctx context.Context, id string, res session.Result, body io.Reader, limit int64, ttl time.Duration) (int64, error)
 	TakeResult(ctx context.Context, id string) (session.Result, io.ReadCloser, error)
 	DeleteResult(ctx context.Context, id string) error
+	// Owns reports whether the browser with id browser owns what was bound
+	// to browser id owner (ids change at login: see rotateBrowser).
+	Owns(ctx context.Context, browser, owner string) (bool, error)
 }
 
 // upstreams finds the route of a host and path, and the proxy that serves
@@ -133,11 +136,16 @@ func (p *replayer) notTaken(w http.ResponseWriter, r *http.Request, ck *session.
 // that still exists and lets them pass, and returns that route's proxy.
 // What may not be sent is put back (another browser's) or discarded.
 func (p *replayer) admit(ctx context.Context, w http.ResponseWriter, s *send, body io.Closer) (*httputil.ReverseProxy, error) {
-	if s.stored.Owner != s.ck.BrowserID {
-		// Never replay another browser's submission.
+	owned, oerr := p.store.Owns(ctx, s.ck.BrowserID, s.stored.Owner)
+	if oerr != nil || !owned {
+		// Never replay another browser's submission (nor one whose owner
+		// cannot be checked now).
 		body.Close()
 		if err := p.store.RestoreStash(ctx, s.id); err != nil {
 			p.log.LogAttrs(ctx, slog.LevelError, "restoring a foreign stash failed", slog.String("error", err.Error()))
+		}
+		if oerr != nil {
+			return nil, storeError(oerr)
 		}
 		return nil, &httpError{Status: http.StatusForbidden, Code: "stash_foreign", Title: "Not your submission",
 			Message: "This pending submission was made in another browser, so it will not be sent from this one."}

@@ -24,6 +24,7 @@ type resultStore interface {
 	ReplayStateOf(ctx context.Context, id string) (session.ReplayMark, error)
 	TakeResult(ctx context.Context, id string) (session.Result, io.ReadCloser, error)
 	DeleteResult(ctx context.Context, id string) error
+	Owns(ctx context.Context, browser, owner string) (bool, error)
 }
 
 // resultKeeper shows a replay's kept answer once, at the URL the person
@@ -53,7 +54,7 @@ func (k *resultKeeper) show(w http.ResponseWriter, r *http.Request, ck *session.
 			body.Close()
 			_ = k.store.DeleteResult(context.WithoutCancel(ctx), ref.ID)
 		}()
-		if res.Owner != ck.BrowserID {
+		if owned, oerr := k.store.Owns(ctx, ck.BrowserID, res.Owner); oerr != nil || !owned {
 			err = session.ErrNotFound
 		}
 	}

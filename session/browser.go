@@ -4,32 +4,57 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
-// nsBrowser records, for a browser id retired at login, the id that took
-// its place.
-const nsBrowser = "bid:"
-
-// RetireBrowser records that browser id old is replaced by successor, for
-// ttl (at least as long as anything bound to old may still be used). It is
-// one atomic call (SetNX): an id is retired once, and the first successor
-// wins. It returns the successor now on record: successor itself, or the
-// one a concurrent login in another tab of the same browser recorded first,
-// which the caller should then adopt.
+// Browser ids change at every login (so a cookie planted before the login
+// is worth nothing after it). Two records in the store tie the ids of one
+// browser together:
 //
-// A retired id no longer owns anything by itself: what was bound to old
-// (stashes waiting for this login) belongs to the successor, and a copy of
-// the old cookie (a planted one) is worth nothing.
-func (st *Store) RetireBrowser(ctx context.Context, old, successor string, ttl time.Duration) (string, error) {
-	key, err := entryKey(nsBrowser, old)
+//   - retired:<old> names the id that replaced old and the person whose
+//     login did it. It is written once (SetNX): an id is retired by one login
+//     only, and from then on it owns nothing by itself.
+//   - heir:<new> lists the ids new took over, so what was bound to them
+//     (the submissions waiting for the login, in every tab) now belongs to
+//     new, and only to new.
+const (
+	nsRetired = "retired:"
+	nsHeir    = "heir:"
+	// maxInherited bounds how many earlier ids one browser id carries.
+	maxInherited = 8
+)
+
+type retiredBrowser struct {
+	Successor string `json:"s"`
+	Person    string `json:"p"`
+}
+
+// RetireBrowser replaces browser id old by successor at a login of person
+// (a stable name of who logged in, such as "oidc:"+subject), for ttl (at
+// least as long as anything bound to old may still be used). It returns the
+// id the browser carries on with:
+//
+//   - successor, which now owns everything old owned;
+//   - the successor recorded by an earlier login of the same person with
+//     the same old id (a double click, or two tabs logging in at once): the
+//     browser adopts it;
+//   - "" when another person's login retired old: this cookie is a copy
+//     (planted, or stolen) and carries nothing over; the caller gives it a
+//     fresh id.
+func (st *Store) RetireBrowser(ctx context.Context, old, successor, person string, ttl time.Duration) (string, error) {
+	if successor == "" || person == "" {
+		return "", errors.New("retire browser: empty successor or person")
+	}
+	key, err := entryKey(nsRetired, old)
 	if err != nil {
 		return "", fmt.Errorf("retire browser: %w", err)
 	}
-	if successor == "" {
-		return "", errors.New("retire browser: empty successor")
+	inherited, err := st.inherited(ctx, old)
+	if err != nil {
+		return "", fmt.Errorf("retire browser: %w", err)
 	}
-	sealed, err := st.seal(key, successor)
+	sealed, err := st.seal(key, retiredBrowser{Successor: successor, Person: person})
 	if err != nil {
 		return "", fmt.Errorf("retire browser: %w", err)
 	}
@@ -37,30 +62,74 @@ func (st *Store) RetireBrowser(ctx context.Context, old, successor string, ttl t
 	if err != nil {
 		return "", fmt.Errorf("retire browser: %w", err)
 	}
-	if stored {
-		return successor, nil
+	if !stored {
+		var rec retiredBrowser
+		if err := st.open(key, cur, &rec); err != nil {
+			return "", fmt.Errorf("retire browser: %w", err)
+		}
+		if rec.Person != person {
+			return "", nil
+		}
+		return rec.Successor, nil
 	}
-	var got string
-	if err := st.open(key, cur, &got); err != nil {
+	heirs := append([]string{old}, inherited...)
+	if len(heirs) > maxInherited {
+		heirs = heirs[:maxInherited]
+	}
+	if err := st.setRecord(ctx, nsHeir, successor, heirs, ttl); err != nil {
+		// old is retired, but its submissions could not be handed over:
+		// they are lost to everyone (never given to a copy of the cookie).
 		return "", fmt.Errorf("retire browser: %w", err)
 	}
-	return got, nil
+	return successor, nil
 }
 
-// SuccessorOf returns the browser id that replaced old at a login, or
-// ErrNotFound if old was never retired (or the record expired).
-func (st *Store) SuccessorOf(ctx context.Context, old string) (string, error) {
-	key, err := entryKey(nsBrowser, old)
+// Owns reports whether the browser with id browser owns what was bound to
+// browser id owner: owner is browser itself and was not retired by a login,
+// or one of the ids browser took over at a login.
+func (st *Store) Owns(ctx context.Context, browser, owner string) (bool, error) {
+	if owner == "" || browser == "" {
+		return false, nil
+	}
+	if owner == browser {
+		key, err := entryKey(nsRetired, browser)
+		if err != nil {
+			return false, nil
+		}
+		switch _, err := st.b.Get(ctx, key); {
+		case errors.Is(err, ErrNotFound):
+			return true, nil
+		case err != nil:
+			return false, fmt.Errorf("browser owner: %w", err)
+		}
+		return false, nil // retired: a copy of a cookie from before a login
+	}
+	inherited, err := st.inherited(ctx, browser)
 	if err != nil {
-		return "", fmt.Errorf("successor of browser: %w: %w", ErrNotFound, err)
+		return false, fmt.Errorf("browser owner: %w", err)
+	}
+	return slices.Contains(inherited, owner), nil
+}
+
+// inherited returns the ids browser took over at logins, newest first.
+func (st *Store) inherited(ctx context.Context, browser string) ([]string, error) {
+	key, err := entryKey(nsHeir, browser)
+	if err != nil {
+		return nil, nil
 	}
 	sealed, err := st.b.Get(ctx, key)
-	if err != nil {
-		return "", fmt.Errorf("successor of browser: %w", err)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
 	}
-	var got string
-	if err := st.open(key, sealed, &got); err != nil {
-		return "", fmt.Errorf("successor of browser: %w", err)
+	var ids []string
+	if err := st.open(key, sealed, &ids); err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			return nil, nil
+		}
+		return nil, err
 	}
-	return got, nil
+	return ids, nil
 }
