@@ -83,8 +83,8 @@ func New(opts Options, parts Parts) (*Gateway, error) {
 		transport = NewTransport()
 	}
 	var err error
-	if g.pages, err = newPages(); err != nil {
-		return nil, err
+	if g.pages, err = newPages(opts.BrandName, opts.TemplatesDir); err != nil {
+		return nil, fmt.Errorf("page templates: %w", err)
 	}
 	g.metrics = newMetrics()
 	buffers := newBufferPool()

@@ -29,6 +29,7 @@ type stasher interface {
 	PutStash(ctx context.Context, id string, req session.Stored, body io.Reader, limit int64, ttl time.Duration) (int64, error)
 	DeleteStash(ctx context.Context, id string) error
 	Usage(ctx context.Context) (int64, bool, error)
+	SaveStashSummary(ctx context.Context, id string, s session.StashSummary, ttl time.Duration) error
 }
 
 // interceptor answers requests that come with no valid session: it decides
@@ -162,6 +163,12 @@ func (in *interceptor) keep(r *http.Request, ck *session.Cookie, id string) (int
 			Message: "The submission could not be read completely, so it was not kept. Please send it again.", Cause: err}
 	case err != nil:
 		return 0, fmt.Errorf("keeping a submission: %w", err)
+	}
+	// What the login page tells the person is waiting. It is only shown,
+	// so a failure here costs the sentence, not the submission.
+	sum := session.StashSummary{Method: r.Method, Path: r.URL.Path, Owner: ck.BrowserID}
+	if err := in.store.SaveStashSummary(r.Context(), id, sum, in.opts.StashTTL); err != nil {
+		in.log.LogAttrs(r.Context(), slog.LevelWarn, "keeping a submission's summary failed", slog.String("error", err.Error()))
 	}
 	return n, nil
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"io"
@@ -83,19 +84,20 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
 		}
 		// Logged in already (another tab did it): the person confirms that
 		// this tab's pending submission should now be sent.
-		g.pages.render(w, http.StatusOK, "continue", pageData{CSRF: ck.CSRF, Stash: stash, Return: rd, User: who.rec.User})
+		g.pages.render(w, http.StatusOK, "continue", pageData{CSRF: ck.CSRF, Stash: stash, Return: rd, User: who.rec.User,
+			Pending: g.pendingText(r.Context(), ck, stash)})
 		return nil
 	}
 	if g.logins.passwords == nil || (q.Get("sso") == "1" && g.logins.oidc != nil) {
 		return g.startOIDC(w, r, ck, stash, rd)
 	}
-	g.pages.render(w, http.StatusOK, "login", g.loginPage(ck, stash, rd))
+	g.pages.render(w, http.StatusOK, "login", g.loginPage(r.Context(), ck, stash, rd))
 	return nil
 }
 
 // loginPage is the data of the login page.
-func (g *Gateway) loginPage(ck *session.Cookie, stash, rd string) pageData {
-	d := pageData{CSRF: ck.CSRF, Stash: stash, Return: rd}
+func (g *Gateway) loginPage(ctx context.Context, ck *session.Cookie, stash, rd string) pageData {
+	d := pageData{CSRF: ck.CSRF, Stash: stash, Return: rd, Pending: g.pendingText(ctx, ck, stash)}
 	if g.logins.oidc != nil {
 		d.SSO = loginURL(stash, rd) + map[bool]string{true: "&", false: "?"}[strings.Contains(loginURL(stash, rd), "?")] + "sso=1"
 	}
@@ -113,7 +115,7 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	if g.logins.passwords == nil {
 		return g.startOIDC(w, r, ck, form.stash, form.rd)
 	}
-	data := g.loginPage(ck, form.stash, form.rd)
+	data := g.loginPage(r.Context(), ck, form.stash, form.rd)
 	data.Username = r.PostForm.Get("username")
 	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
 	addr := g.clientAddr(r)
@@ -320,4 +322,18 @@ func retryAfter(d time.Duration) string {
 		s = 1
 	}
 	return strconv.Itoa(s)
+}
+
+// pendingText says what this browser's kept submission stash is, for the
+// login page: "POST /checkout". It is empty when unknown (or another
+// browser's), and the page then says only that a submission is kept.
+func (g *Gateway) pendingText(ctx context.Context, ck *session.Cookie, stash string) string {
+	if stash == "" {
+		return ""
+	}
+	sum, err := g.store.StashSummaryOf(ctx, stash)
+	if err != nil || sum.Owner != ck.BrowserID {
+		return ""
+	}
+	return sum.Method + " " + sum.Path
 }

@@ -46,6 +46,11 @@ type Options struct {
 	// SkipAuthPreflight passes CORS preflights (OPTIONS with Origin and
 	// Access-Control-Request-Method) to the app without a login.
 	SkipAuthPreflight bool
+	// BrandName is the organisation's name on every page; empty: "postern".
+	BrandName string
+	// TemplatesDir holds page templates that replace the embedded ones of
+	// the same name (docs/templates.md); empty: the embedded ones only.
+	TemplatesDir string
 }
 
 // Route sends requests for a host and path prefix to one upstream, under one

@@ -5,7 +5,14 @@ import (
 	"embed"
 	"fmt"
 	"html/template"
+	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,14 +21,19 @@ var templateFS embed.FS
 
 // pages renders the pages a person sees: login, continue, logout, errors.
 type pages struct {
-	t *template.Template
+	t     *template.Template
+	brand string
 }
 
 // pageData is everything a page may show. Every field is escaped by
-// html/template.
+// html/template. docs/templates.md documents each field for operators who
+// write their own templates (--templates-dir): keep the two in step.
 type pageData struct {
+	Brand    string // the organisation's name (--brand-name); set by render
+	Title    string // the page's title, e.g. "Log in"; set by render
 	CSRF     string
 	Stash    string
+	Pending  string // what is waiting, e.g. "POST /checkout"; empty if unknown
 	Return   string
 	User     string
 	Username string
@@ -30,19 +42,93 @@ type pageData struct {
 	SSO      string // link that starts the OIDC login, when configured
 }
 
-func newPages() (*pages, error) {
+// pageTitles are the pages' titles; an error page's is its error's.
+var pageTitles = map[string]string{
+	"login": "Log in", "continue": "Continue", "logout": "Log out", "loggedout": "Logged out",
+}
+
+// defaultBrand is the name on the pages when no --brand-name is set.
+const defaultBrand = "postern"
+
+// newPages parses the embedded page templates and then, when dir is set,
+// the operator's own from dir: a file there named like an embedded one
+// (login.html, layout.html, ...) replaces it, the others stay. A missing
+// dir, an unknown file name or a template that does not parse or render is
+// an error naming the file.
+func newPages(brand, dir string) (*pages, error) {
+	if brand == "" {
+		brand = defaultBrand
+	}
 	t, err := template.ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("parsing page templates: %w", err)
 	}
-	return &pages{t: t}, nil
+	p := &pages{t: t, brand: brand}
+	if dir == "" {
+		return p, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err // names the directory and why
+	}
+	known, _ := fs.Glob(templateFS, "templates/*.html")
+	for i := range known {
+		known[i] = path.Base(known[i])
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || filepath.Ext(name) != ".html" {
+			continue
+		}
+		if !slices.Contains(known, name) {
+			return nil, fmt.Errorf("%s: %s is not one of the gateway's templates (%s)", dir, name, strings.Join(known, ", "))
+		}
+		text, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := t.New(name).Parse(string(text)); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+	}
+	// Every page must render with the data it will get, now rather than in
+	// front of a person.
+	for _, name := range known {
+		if name == "layout.html" {
+			continue
+		}
+		if err := t.ExecuteTemplate(io.Discard, name, p.sample(strings.TrimSuffix(name, ".html"))); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+	}
+	return p, nil
+}
+
+// sample is the data a page is checked with at start: every field set.
+func (p *pages) sample(name string) pageData {
+	d := pageData{CSRF: "csrf", Stash: "stash", Pending: "POST /checkout", Return: "/checkout", User: "alice",
+		Username: "alice", LoggedIn: true, SSO: "/.postern/login?sso=1", Error: "Wrong username or password."}
+	if name == "error" {
+		d.Error = &httpError{Status: 400, Code: "sample", Title: "Sample", Message: "A sample error.",
+			BackURL: "/", RetryStash: "stash", Login: "/.postern/login"}
+	}
+	return p.complete(name, d)
+}
+
+// complete fills in what every page shows: the brand and the title.
+func (p *pages) complete(name string, d pageData) pageData {
+	d.Brand, d.Title = p.brand, pageTitles[name]
+	if he, ok := d.Error.(*httpError); ok && name == "error" {
+		d.Title = he.Title
+	}
+	return d
 }
 
 // render writes page name with status. Pages are never cached, and may not
 // be framed (clickjacking of the login form).
 func (p *pages) render(w http.ResponseWriter, status int, name string, data pageData) {
 	var buf bytes.Buffer
-	if err := p.t.ExecuteTemplate(&buf, name+".html", data); err != nil {
+	if err := p.t.ExecuteTemplate(&buf, name+".html", p.complete(name, data)); err != nil {
 		// Templates are fixed and tested; this is a bug, not input.
 		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
 		return
@@ -85,4 +171,11 @@ func formatDuration(d time.Duration) string {
 		return unit(int64(d/time.Minute), "minute")
 	}
 	return unit(int64(d.Round(time.Second)/time.Second), "second")
+}
+
+// CheckTemplates loads the page templates of dir as the gateway would at
+// start, so a configuration check reports what start-up would refuse.
+func CheckTemplates(dir string) error {
+	_, err := newPages("", dir)
+	return err
 }

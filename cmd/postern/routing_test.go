@@ -2,6 +2,8 @@ package main
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -86,5 +88,34 @@ func TestCheckConfigCookieDomain(t *testing.T) {
 	code, _, errOut = runCmd(t, "", append(base, "--cookie-domain", "example.com", "--public-url", "https://auth.other.test")...)
 	if code != exitOK || !strings.Contains(errOut, "warning: cookie_domain: example.com does not cover the public URL's host auth.other.test") {
 		t.Errorf("uncovered public host: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestCheckConfigPages: a templates directory that is missing or holds a
+// broken template, and an empty brand name, are errors naming the setting.
+func TestCheckConfigPages(t *testing.T) {
+	users := writeTemp(t, "users", "demo:$2y$12$0123456789012345678901u012345678901234567890123456789\n")
+	base := []string{"check-config", "--cookie-secret", testSecret, "--htpasswd-file", users, "--upstream", "http://127.0.0.1:3000"}
+	broken := writeTemp(t, "login.html", "{{template \"head\" .}}{{if}}")
+	for name, args := range map[string][]string{
+		"missing dir": {"--templates-dir", "/nonexistent/postern-templates"},
+		"broken":      {"--templates-dir", filepath.Dir(broken)},
+		"empty brand": {"--brand-name", " "},
+		"long brand":  {"--brand-name", strings.Repeat("x", 101)},
+	} {
+		want := "templates_dir: "
+		if strings.HasPrefix(name, "empty") || strings.HasPrefix(name, "long") {
+			want = "--brand-name: "
+		}
+		if code, _, errOut := runCmd(t, "", append(base, args...)...); code != exitConfig || !strings.Contains(errOut, want) {
+			t.Errorf("%s: exit %d, stderr %q; want %q", name, code, errOut, want)
+		}
+	}
+	good := t.TempDir()
+	if err := os.WriteFile(filepath.Join(good, "loggedout.html"), []byte(`{{template "head" .}}<h1>Bye from {{.Brand}}</h1>{{template "foot" .}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCmd(t, "", append(base, "--templates-dir", good, "--brand-name", "Acme")...); code != exitOK {
+		t.Errorf("good templates: exit %d %q %q", code, out, errOut)
 	}
 }

@@ -131,6 +131,8 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		PassAccessToken:     cfg.OIDC.PassAccessToken,
 		TrustedProxies:      trusted,
 		SkipAuthPreflight:   cfg.SkipAuthPreflight,
+		BrandName:           cfg.Pages.BrandName,
+		TemplatesDir:        cfg.Pages.TemplatesDir,
 	}, parts)
 	if err != nil {
 		return built{}, errors.Join(fmt.Errorf("gateway: %w", err), backend.Close())

@@ -45,6 +45,18 @@ type Config struct {
 	SessionTTL time.Duration
 	// Log says how postern logs.
 	Log Log
+	// Pages are what the gateway's own pages look like.
+	Pages Pages
+}
+
+// Pages are what the gateway's own pages (login, logout, errors) look like.
+type Pages struct {
+	// BrandName is the organisation's name, shown in every page's title and
+	// heading.
+	BrandName string
+	// TemplatesDir holds templates that replace the embedded ones of the
+	// same name (docs/templates.md).
+	TemplatesDir string
 }
 
 // Server is where postern listens and how it is reached.

@@ -196,6 +196,17 @@ func settings() []setting {
 			set: oneOf(func(c *Config) *string { return &c.Stash.CrossSite }, "reject", "allow")},
 		{name: "session-ttl", def: "12h", usage: "how long a login lasts",
 			set: dur(func(c *Config) *time.Duration { return &c.SessionTTL })},
+		{name: "brand-name", def: "postern", usage: "the organisation's name on the gateway's pages (title and heading)",
+			set: func(c *Config, v string) error {
+				v = strings.TrimSpace(v)
+				if v == "" || len(v) > 100 || strings.ContainsAny(v, "\r\n") {
+					return fmt.Errorf("%q: want a name of 1 to 100 characters on one line", v)
+				}
+				c.Pages.BrandName = v
+				return nil
+			}},
+		{name: "templates-dir", usage: "directory of page templates replacing the embedded ones of the same name (see docs/templates.md)",
+			set: str(func(c *Config) *string { return &c.Pages.TemplatesDir })},
 		{name: "log-level", def: "info", usage: "debug, info, warn or error",
 			set: oneOf(func(c *Config) *string { return &c.Log.Level }, "debug", "info", "warn", "error")},
 		{name: "log-format", def: "text", usage: "text or json",

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/gateway"
 	"github.com/postern/postern/session/redisstore"
 )
 
@@ -118,6 +119,13 @@ func (c *Config) Validate() error {
 
 	if _, _, err := ParseStore(c.Store); err != nil {
 		add("store: %w", err)
+	}
+	if c.Pages.TemplatesDir != "" {
+		// Loaded as the gateway will, so check-config catches what start-up
+		// would refuse: a missing directory, an unknown or broken template.
+		if err := gateway.CheckTemplates(c.Pages.TemplatesDir); err != nil {
+			add("templates_dir: %w", err)
+		}
 	}
 	if c.Stash.MaxBody <= 0 {
 		add("stash_max_body: must be more than 0 bytes (e.g. 10MiB)")
