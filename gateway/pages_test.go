@@ -41,7 +41,7 @@ func TestLoginPageSaysWhatIsWaiting(t *testing.T) {
 	b := e.browser()
 	resp := b.Do(http.MethodPost, "/checkout?card=4111", "application/x-www-form-urlencoded", []byte("item=tea"))
 	gatewaytest.ReadBody(t, resp)
-	page := gatewaytest.ExpectStatus(t, b.Do(http.MethodPost, resp.Header.Get("Location"), "application/x-www-form-urlencoded", []byte("item=tea")), http.StatusOK)
+	page := gatewaytest.ExpectStatus(t, b.FollowToLogin(http.MethodPost, resp.Header.Get("Location"), "application/x-www-form-urlencoded", []byte("item=tea")), http.StatusOK)
 	if !strings.Contains(page, "<strong>POST /checkout</strong> will be sent once you log in.") || strings.Contains(page, "POST /checkout?card") {
 		t.Errorf("login page after POST /checkout:\n%s", page)
 	}
@@ -60,7 +60,7 @@ func TestLoginPageSaysWhatIsWaiting(t *testing.T) {
 	s := shopBrowser(e2, e2.browser())
 	resp = s.Do(http.MethodPut, "/orders/7", "application/json", []byte(`{"qty":2}`))
 	gatewaytest.ReadBody(t, resp)
-	page = gatewaytest.ExpectStatus(t, s.Do(http.MethodPut, resp.Header.Get("Location"), "application/json", []byte(`{"qty":2}`)), http.StatusOK)
+	page = gatewaytest.ExpectStatus(t, s.FollowToLogin(http.MethodPut, resp.Header.Get("Location"), "application/json", []byte(`{"qty":2}`)), http.StatusOK)
 	if !strings.Contains(page, "<strong>PUT /orders/7</strong> will be sent once you log in.") || !strings.Contains(page, `class="sso"`) {
 		t.Errorf("login page with single sign-on:\n%s", page)
 	}
