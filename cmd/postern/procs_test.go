@@ -39,18 +39,24 @@ const (
 	procPassword = "correct horse battery staple"
 )
 
-// binary is the postern binary built once for this test run.
-var binary struct {
+// builtBinary is a postern binary built once for this test run.
+type builtBinary struct {
 	once sync.Once
 	dir  string
 	path string
 	err  error
 }
 
+// binary is built like the tests (with -race when they are); plainBinary
+// never has the race detector, for measuring the process's memory.
+var binary, plainBinary builtBinary
+
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binary.dir != "" {
-		os.RemoveAll(binary.dir)
+	for _, b := range []*builtBinary{&binary, &plainBinary} {
+		if b.dir != "" {
+			os.RemoveAll(b.dir)
+		}
 	}
 	os.Exit(code)
 }
@@ -59,6 +65,17 @@ func TestMain(m *testing.M) {
 // detector when the tests themselves run with it, and returns its path.
 func posternBinary(t testing.TB) string {
 	t.Helper()
+	return buildPostern(t, &binary, raceEnabled())
+}
+
+// plainPosternBinary builds ./cmd/postern once without the race detector.
+func plainPosternBinary(t testing.TB) string {
+	t.Helper()
+	return buildPostern(t, &plainBinary, false)
+}
+
+func buildPostern(t testing.TB, binary *builtBinary, race bool) string {
+	t.Helper()
 	binary.once.Do(func() {
 		binary.dir, binary.err = os.MkdirTemp("", "postern-bin-")
 		if binary.err != nil {
@@ -66,7 +83,7 @@ func posternBinary(t testing.TB) string {
 		}
 		binary.path = filepath.Join(binary.dir, "postern")
 		args := []string{"build", "-o", binary.path}
-		if raceEnabled() {
+		if race {
 			args = append(args, "-race")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -104,6 +121,7 @@ type gatewaySetup struct {
 	secret    string // base64
 	htpasswd  string // path
 	extraArgs []string
+	noRace    bool // run the binary built without the race detector
 }
 
 // newSetup writes a bcrypt htpasswd file for procUser and makes a cookie
@@ -145,7 +163,11 @@ func (s *gatewaySetup) start(t testing.TB) *gatewayProc {
 		"--public-url", testPublicURL,
 		"--log-level", "info",
 	}, s.extraArgs...)
-	cmd := exec.Command(posternBinary(t), args...)
+	bin := posternBinary(t)
+	if s.noRace {
+		bin = plainPosternBinary(t)
+	}
+	cmd := exec.Command(bin, args...)
 	// Settings come from the flags only, never from the test's environment.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "POSTERN_") {
