@@ -98,8 +98,12 @@ func New(opts Options, parts Parts) (*Gateway, error) {
 		g.proxies = append(g.proxies, g.newProxy(rt, rt.transport, buffers))
 	}
 	pending := &pendingList{store: parts.Store, max: opts.StashMaxPending, ttl: opts.StashTTL, now: g.now, log: g.log}
-	g.interceptor = &interceptor{opts: &g.opts, store: parts.Store, pending: pending, cookies: parts.Cookies,
+	limits := &addrLimits{maxCount: opts.StashMaxPerAddress, maxBytes: opts.StashMaxBytesPerAddress, budget: opts.StoreBudget,
+		count: parts.Store.Window("stash-addr-count", opts.StashTTL), bytes: parts.Store.Window("stash-addr-bytes", opts.StashTTL),
+		inFlight: parts.Store.Window("stash-in-flight", inFlightWindow), usage: parts.Store,
 		metrics: g.metrics, log: g.log, now: g.now}
+	g.interceptor = &interceptor{opts: &g.opts, store: parts.Store, pending: pending, limits: limits, clientAddr: g.clientAddr,
+		cookies: parts.Cookies, metrics: g.metrics, log: g.log, now: g.now}
 	g.replayer = &replayer{store: parts.Store, routes: g, pending: pending, cookies: parts.Cookies,
 		metrics: g.metrics, log: g.log, stashTTL: opts.StashTTL, maxKept: opts.StashMaxBody}
 	g.results = &resultKeeper{store: parts.Store, cookies: parts.Cookies, metrics: g.metrics, log: g.log}

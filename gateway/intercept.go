@@ -39,10 +39,14 @@ type interceptor struct {
 	opts    *Options
 	store   stasher
 	pending *pendingList
-	cookies *session.Cookies
-	metrics *metrics
-	log     *slog.Logger
-	now     func() time.Time
+	limits  *addrLimits
+	// clientAddr is the address of the person behind the request (behind a
+	// --trusted-proxy, from X-Forwarded-For).
+	clientAddr func(*http.Request) string
+	cookies    *session.Cookies
+	metrics    *metrics
+	log        *slog.Logger
+	now        func() time.Time
 }
 
 // intercept answers a request that comes with no valid session: API clients
@@ -149,12 +153,33 @@ func (in *interceptor) keep(r *http.Request, ck *session.Cookie, id string) (int
 	if herr := in.admit(r, ck, id); herr != nil {
 		return 0, herr
 	}
-	body := &clientBody{r: r.Body}
+	addr := in.clientAddr(r)
+	res, err := in.limits.begin(r.Context(), addrKeyOf(addr), r.ContentLength)
+	if err != nil {
+		in.pending.release(r.Context(), ck.BrowserID, id)
+		return 0, in.limitRefusal(r, addr, err)
+	}
+	var body *clientBody
+	if r.ContentLength < 0 {
+		// Of unknown length (chunked): counted as it is read, and stopped
+		// at a limit.
+		body = &clientBody{r: &meteredBody{ctx: r.Context(), r: r.Body, res: res}}
+	} else {
+		body = &clientBody{r: r.Body}
+	}
 	n, err := in.store.PutStash(r.Context(), id, stored, body, in.opts.StashMaxBody, in.opts.StashTTL)
 	if err != nil {
 		in.pending.release(r.Context(), ck.BrowserID, id)
+		if rerr := res.release(r.Context()); rerr != nil {
+			in.log.LogAttrs(r.Context(), slog.LevelWarn, "releasing a submission's count failed", slog.String("error", rerr.Error()))
+		}
+	} else if kerr := res.kept(r.Context(), n); kerr != nil {
+		in.log.LogAttrs(r.Context(), slog.LevelWarn, "settling a submission's count failed", slog.String("error", kerr.Error()))
 	}
+	var le *limitError
 	switch {
+	case errors.As(err, &le):
+		return 0, in.limitRefusal(r, addr, err)
 	case errors.Is(err, session.ErrTooLarge):
 		in.metrics.stashes.WithLabelValues("too_large").Inc()
 		return 0, in.tooLarge(r)
@@ -206,6 +231,22 @@ func (in *interceptor) admit(r *http.Request, ck *session.Cookie, id string) *ht
 		return storeError(err)
 	}
 	return nil
+}
+
+// limitRefusal answers a submission a limit of the store did not admit:
+// 429 (503 for the store's budget), counted and logged. A body of declared
+// length is read to its end first (it is at most --stash-max-body), so the
+// browser, still sending it, receives the page; a body of unknown length
+// is cut where the limit stopped it. Errors of the store pass through.
+func (in *interceptor) limitRefusal(r *http.Request, addr string, err error) error {
+	var le *limitError
+	if !errors.As(err, &le) {
+		return storeError(err)
+	}
+	if r.ContentLength > 0 && r.ContentLength <= in.opts.StashMaxBody {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, r.ContentLength))
+	}
+	return in.limits.refusal(r, le, addr, loginURL("", sameOriginPath(r.Referer(), in.opts.PublicURL, "/")))
 }
 
 // loginURL is the gateway's login with the pending stash and return path.

@@ -29,7 +29,7 @@ func newMetrics() *metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postern_request_duration_seconds",
 			Help: "Time to answer requests for upstreams, by outcome.", Buckets: prometheus.DefBuckets}, []string{"outcome"}),
 		stashes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_stashes_total",
-			Help: "Submissions arriving without a session, by result (kept, too_large, cross_site, too_many, store_full)."}, []string{"result"}),
+			Help: "Submissions arriving without a session, by result (kept, too_large, cross_site, too_many, store_full, stash_address_count, stash_address_bytes, stash_budget)."}, []string{"result"}),
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_replays_total",
 			Help: "Stash completions after login, by result (replayed, already_taken, expired, refused_kept, refused_lost, failed, forbidden, no_route)."}, []string{"result"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_results_total",

@@ -28,6 +28,13 @@ type Options struct {
 	// StashMaxPending bounds the stashes one browser may have waiting; 0
 	// means no bound.
 	StashMaxPending int
+	// StashMaxPerAddress bounds the submissions kept for one client
+	// address (IPv6: per /64) without a session, over a window of
+	// StashTTL; 0 means no bound.
+	StashMaxPerAddress int64
+	// StashMaxBytesPerAddress bounds their body bytes the same way; 0
+	// means no bound.
+	StashMaxBytesPerAddress int64
 	// StoreBudget refuses new stashes while the store holds this many bytes
 	// (for backends that report usage); 0 means no budget.
 	StoreBudget int64

@@ -98,14 +98,14 @@ func TestRedisStoreFlowAndEncryptionAtRest(t *testing.T) {
 }
 
 // newRedisEnv is an env whose store is a real Redis.
-func newRedisEnv(t *testing.T) *env {
-	e, _, _ := newRedisEnvAt(t)
+func newRedisEnv(t *testing.T, opts ...envOption) *env {
+	e, _, _ := newRedisEnvAt(t, opts...)
 	return e
 }
 
 // newRedisEnvAt is newRedisEnv, also returning the Redis URL and the key
 // prefix the gateway's store uses there.
-func newRedisEnvAt(t *testing.T) (*env, string, string) {
+func newRedisEnvAt(t *testing.T, opts ...envOption) (*env, string, string) {
 	t.Helper()
 	url := redistest.URLForTest(t)
 	prefix := "gw-" + session.NewID()[:8]
@@ -119,6 +119,6 @@ func newRedisEnvAt(t *testing.T) (*env, string, string) {
 		}
 		return s
 	}
-	e.start()
+	e.start(opts...)
 	return e, url, prefix
 }

@@ -120,19 +120,21 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 	parts.Limiter = loginLimiter(parts.Store)
 
 	gw, err := gateway.New(gateway.Options{
-		PublicURL:           public,
-		Routes:              routes,
-		StashMaxBody:        cfg.Stash.MaxBody,
-		StashTTL:            cfg.Stash.TTL,
-		StashMaxPending:     cfg.Stash.MaxPending,
-		StoreBudget:         cfg.Stash.StoreBudget,
-		SessionTTL:          cfg.SessionTTL,
-		AllowCrossSiteStash: cfg.Stash.CrossSite == "allow",
-		PassAccessToken:     cfg.OIDC.PassAccessToken,
-		TrustedProxies:      trusted,
-		SkipAuthPreflight:   cfg.SkipAuthPreflight,
-		BrandName:           cfg.Pages.BrandName,
-		TemplatesDir:        cfg.Pages.TemplatesDir,
+		PublicURL:               public,
+		Routes:                  routes,
+		StashMaxBody:            cfg.Stash.MaxBody,
+		StashTTL:                cfg.Stash.TTL,
+		StashMaxPending:         cfg.Stash.MaxPending,
+		StoreBudget:             cfg.Stash.StoreBudget,
+		SessionTTL:              cfg.SessionTTL,
+		AllowCrossSiteStash:     cfg.Stash.CrossSite == "allow",
+		PassAccessToken:         cfg.OIDC.PassAccessToken,
+		TrustedProxies:          trusted,
+		SkipAuthPreflight:       cfg.SkipAuthPreflight,
+		BrandName:               cfg.Pages.BrandName,
+		TemplatesDir:            cfg.Pages.TemplatesDir,
+		StashMaxPerAddress:      cfg.Stash.MaxPerAddress,
+		StashMaxBytesPerAddress: cfg.Stash.BytesPerAddress(),
 	}, parts)
 	if err != nil {
 		return built{}, errors.Join(fmt.Errorf("gateway: %w", err), backend.Close())

@@ -158,6 +158,31 @@ type Stash struct {
 	// StoreBudget is the store size at which new submissions are refused;
 	// 0 for none.
 	StoreBudget int64
+	// MaxPerAddress is how many submissions one client address may have
+	// kept without a session (in a window of TTL); 0 for no bound.
+	MaxPerAddress int64
+	// MaxBytesPerAddress bounds their body bytes; 0 for no bound, -1 for
+	// the default (StoreBudget/20, at least MaxBody). Use
+	// BytesPerAddress for the value in effect.
+	MaxBytesPerAddress int64
+}
+
+// AddressShare is the share of the store budget one client address may
+// hold by default: 1/AddressShare.
+const AddressShare = 20
+
+// BytesPerAddress is the bound in effect on the body bytes one client
+// address may have kept: the setting, or by default a twentieth of the
+// store budget, at least one largest body (so any submission can be
+// kept), or 10 largest bodies without a budget.
+func (s Stash) BytesPerAddress() int64 {
+	if s.MaxBytesPerAddress >= 0 {
+		return s.MaxBytesPerAddress
+	}
+	if s.StoreBudget <= 0 {
+		return 10 * s.MaxBody
+	}
+	return max(s.StoreBudget/AddressShare, s.MaxBody)
 }
 
 // Log says how postern logs.

@@ -192,6 +192,32 @@ func settings() []setting {
 				c.Stash.StoreBudget = n
 				return nil
 			}},
+		{name: "stash-max-per-address", def: "100", usage: "submissions one client address may have kept without a session (within --stash-ttl; 0: no bound)",
+			set: func(c *Config, v string) error {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil || n < 0 {
+					return fmt.Errorf("%q is not a whole number of at least 0", v)
+				}
+				c.Stash.MaxPerAddress = n
+				return nil
+			}},
+		{name: "stash-max-bytes-per-address", def: "auto", usage: "body bytes one client address may have kept without a session, e.g. 50MiB (auto: a twentieth of --store-budget, at least --stash-max-body; 0: no bound)",
+			set: func(c *Config, v string) error {
+				switch strings.TrimSpace(v) {
+				case "auto":
+					c.Stash.MaxBytesPerAddress = -1
+					return nil
+				case "0":
+					c.Stash.MaxBytesPerAddress = 0
+					return nil
+				}
+				n, err := ParseSize(v)
+				if err != nil {
+					return fmt.Errorf("%w (or auto, or 0)", err)
+				}
+				c.Stash.MaxBytesPerAddress = n
+				return nil
+			}},
 		{name: "cross-site-stash", def: "reject", usage: "reject or allow stashing of cross-site submissions",
 			set: oneOf(func(c *Config) *string { return &c.Stash.CrossSite }, "reject", "allow")},
 		{name: "session-ttl", def: "12h", usage: "how long a login lasts",
