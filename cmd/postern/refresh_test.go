@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -34,19 +37,25 @@ func TestReplicasRefreshTokenSpentOnce(t *testing.T) {
 	// (they expire within the gateway's refresh margin of a minute); the
 	// refreshed ones last an hour, so one refresh is all this test needs.
 	idp.SetAccessTokenLifetime(30 * time.Second)
-	br := newBrowser(t)
-	resp := br.At(a.base).Do(http.MethodGet, "/.postern/login?sso=1", "", nil)
-	gatewaytest.ReadBody(t, resp)
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("start of the OIDC login: status %d, want 303 to the provider", resp.StatusCode)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cb, err := idp.Login(ctx, nil, resp.Header.Get("Location"), "alice", oidctest.Alice().Password)
+	// One browser (one cookie jar) at the public URL, its requests going to
+	// replica A or B as a load balancer would send them.
+	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp = br.At(a.base).Do(http.MethodGet, cb.RequestURI(), "", nil)
+	atA, atB := replicaBrowser(t, jar, a), replicaBrowser(t, jar, b)
+	resp := atA.Do(http.MethodGet, "/.postern/login?sso=1", "", nil)
+	if page := gatewaytest.ReadBody(t, resp); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("start of the OIDC login: status %d, want 303 to the provider:\n%.600s", resp.StatusCode, page)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cb *url.URL
+	cb, err = idp.Login(ctx, nil, resp.Header.Get("Location"), "alice", oidctest.Alice().Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp = atA.Do(http.MethodGet, cb.RequestURI(), "", nil)
 	gatewaytest.ReadBody(t, resp)
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("callback: status %d, want 303", resp.StatusCode)
@@ -62,10 +71,10 @@ func TestReplicasRefreshTokenSpentOnce(t *testing.T) {
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
-		base := []*gatewayProc{a, b}[i%2].base
+		br := []*gatewaytest.Browser{atA, atB}[i%2]
 		wg.Go(func() {
 			<-start
-			resp, err := br.At(base).Send(ctx, http.MethodGet, fmt.Sprintf("/page/%d", i), "", nil, 0)
+			resp, err := br.Send(ctx, http.MethodGet, fmt.Sprintf("/page/%d", i), "", nil, 0)
 			if err != nil {
 				errs[i] = err
 				return
@@ -89,8 +98,8 @@ func TestReplicasRefreshTokenSpentOnce(t *testing.T) {
 
 	// Still logged in on both, now with the refreshed access token.
 	before := len(up.Requests())
-	for _, p := range []*gatewayProc{a, b} {
-		gatewaytest.ExpectStatus(t, br.At(p.base).Do(http.MethodGet, "/after", "", nil), http.StatusOK)
+	for _, br := range []*gatewaytest.Browser{atA, atB} {
+		gatewaytest.ExpectStatus(t, br.Do(http.MethodGet, "/after", "", nil), http.StatusOK)
 	}
 	reqs := up.Requests()[before:]
 	if len(reqs) != 2 {
@@ -106,4 +115,16 @@ func TestReplicasRefreshTokenSpentOnce(t *testing.T) {
 			t.Errorf("a replica ended the session:\n%s", p.out.String())
 		}
 	}
+}
+
+// replicaBrowser is a browser at testPublicURL with cookie jar jar whose
+// connections all go to gateway process p.
+func replicaBrowser(t *testing.T, jar http.CookieJar, p *gatewayProc) *gatewaytest.Browser {
+	b := gatewaytest.NewBrowser(t, testPublicURL)
+	addr := strings.TrimPrefix(p.base, "http://")
+	b.Client.Jar = jar
+	b.Client.Transport = &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	return b
 }
