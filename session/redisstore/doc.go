@@ -45,6 +45,12 @@
 // otherwise), and every key has a time to live.
 //
 //	PREFIX:r:KEY                   a record (Set, Get, GetDelete)
+//	PREFIX:e:{KEY}:s               a stash entry: a hash with its sealed
+//	                               meta, plaintext replay state, sealed
+//	                               answer, and its bodies' generations and
+//	                               chunk counts
+//	PREFIX:e:{KEY}:b:GEN           the entry's body: a hash of 64 KiB chunks
+//	PREFIX:e:{KEY}:a:GEN           the entry's kept answer body, the same
 //	PREFIX:b:{KEY}:m               a blob's meta: a hash with its state
 //	                               (pending or taken), meta bytes, size,
 //	                               chunk count and generation
@@ -56,6 +62,15 @@
 // as %25, %7B and %7D so the tag always ends where intended. GEN is random per
 // PutBlob, so a blob written again under the same key never mixes its chunks
 // with the old ones.
+//
+// # Entries and durability
+//
+// Each replay transition (session.Entries.UpdateEntry, PutAnswer, PutEntry's
+// commit) is one Lua script that declares every key it touches in KEYS and
+// applies only if the entry is as Go read it (else Go decides again). The
+// store URL option min_replicas=N makes each such script be followed by
+// WAIT N wait_timeout (default 1s) on the same connection; fewer
+// acknowledgements return an error wrapping session.ErrUnavailable.
 //
 // # Blobs
 //
