@@ -59,6 +59,11 @@ func Run(t *testing.T, newBackend func(t *testing.T) session.Backend) {
 		{"DeleteBlob", testDeleteBlob},
 		{"BlobExpiry", testBlobExpiry},
 		{"TakenBlobOutlivesTTL", testTakenBlobOutlivesTTL},
+		{"EntryRoundTrip", testEntryRoundTrip},
+		{"EntryTooLargeOrFailedLeavesNothing", testEntryTooLarge},
+		{"EntryUpdate", testEntryUpdate},
+		{"EntryUpdateRace", testEntryUpdateRace},
+		{"EntryExpiry", testEntryExpiry},
 		{"Counters", testCounters},
 		{"CountersRace", testCountersRace},
 	}
