@@ -157,7 +157,11 @@ func (g *Gateway) handoff(w http.ResponseWriter, r *http.Request) error {
 			slog.String("host", host), slog.String("token_host", h.Host))
 		return badHandoff(http.StatusBadRequest, "This login was meant for another address. Please log in again.", loginURL(h.StashID, h.ReturnURL))
 	}
-	if h.BrowserID != ck.BrowserID {
+	// Bound to the browser that started the login here (its id may have
+	// moved on since, if another tab of it logged in: owns follows that).
+	if owned, err := g.owns(r.Context(), ck, h.BrowserID); err != nil {
+		return err
+	} else if !owned {
 		g.log.LogAttrs(r.Context(), slog.LevelWarn, "login handoff refused: another browser", slog.String("host", host))
 		return badHandoff(http.StatusForbidden, "This login was started in another browser. Please log in again here.", loginURL("", "/"))
 	}
@@ -203,6 +207,20 @@ func (g *Gateway) takeHandoff(r *http.Request, done bool) (session.Handoff, erro
 		return session.Handoff{}, used
 	}
 	return h, nil
+}
+
+// linksOnHost points an error page's links (paths on this host) at the
+// route host the login came from.
+func (g *Gateway) linksOnHost(err error, host string) {
+	var he *httpError
+	if !errors.As(err, &he) {
+		return
+	}
+	for _, link := range []*string{&he.Login, &he.BackURL} {
+		if u, perr := url.Parse(*link); perr == nil && *link != "" && u.Host == "" && strings.HasPrefix(u.Path, "/") {
+			*link = g.hostURL(host, u.Path, u.Query())
+		}
+	}
 }
 
 func badHandoff(status int, msg, login string) *httpError {

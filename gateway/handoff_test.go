@@ -187,6 +187,22 @@ func TestHostRouteHandoffRefusals(t *testing.T) {
 	if got := shop.Requests(); len(got) != 1 || got[0].Header.Get("X-Forwarded-User") != "alice" {
 		t.Fatalf("shop got %+v", got)
 	}
+
+	// The provider refuses a login from the shop host: the error page on
+	// the public host links back to the shop's login, where the
+	// submission waits.
+	s2 := shopBrowser(e, e.browser())
+	resp = s2.Do(http.MethodPost, "/checkout", "application/x-www-form-urlencoded", []byte("a=1"))
+	gatewaytest.ReadBody(t, resp)
+	hop = s2.FollowToLogin(http.MethodPost, resp.Header.Get("Location"), "application/x-www-form-urlencoded", []byte("a=1"))
+	gatewaytest.ReadBody(t, hop)
+	toIdP := s2.Do(http.MethodGet, hop.Header.Get("Location"), "", nil)
+	gatewaytest.ReadBody(t, toIdP)
+	authURL, _ := url.Parse(toIdP.Header.Get("Location"))
+	refused := gatewaytest.ExpectStatus(t, s2.Do(http.MethodGet, e.gw.URL+"/.postern/callback?error=access_denied&state="+authURL.Query().Get("state"), "", nil), http.StatusBadRequest)
+	if !strings.Contains(refused, `href="`+s.Base+`/.postern/login?`) {
+		t.Errorf("provider refusal page does not link to the shop host's login:\n%s", refused)
+	}
 }
 
 // TestHostRouteLocalLogin: with local users, the login form is served on

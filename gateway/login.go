@@ -332,7 +332,10 @@ func (g *Gateway) pendingText(ctx context.Context, ck *session.Cookie, stash str
 		return ""
 	}
 	sum, err := g.store.StashSummaryOf(ctx, stash)
-	if err != nil || sum.Owner != ck.BrowserID {
+	if err != nil {
+		return ""
+	}
+	if owned, err := g.owns(ctx, ck, sum.Owner); err != nil || !owned {
 		return ""
 	}
 	return sum.Method + " " + sum.Path

@@ -67,7 +67,7 @@ func (g *Gateway) toProvider(w http.ResponseWriter, r *http.Request, ck *session
 
 // callback completes an OIDC login: the state is used once, must belong to
 // this browser, and the code is exchanged (PKCE) for a verified ID token.
-func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) error {
+func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) (err error) {
 	ck := cookieFrom(r.Context())
 	if g.logins.oidc == nil {
 		return &httpError{Status: http.StatusNotFound, Code: "not_found", Title: "Not found",
@@ -91,6 +91,11 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) error {
 	} else if !owned {
 		g.metrics.logins.WithLabelValues("oidc", "foreign_state").Inc()
 		return badLogin("This login was started in another browser. Please log in again here.", ls.ReturnURL)
+	}
+	if ls.Handoff != nil {
+		// A login from a route's host: its "log in again" and "go back"
+		// links lead there, where its submission is kept.
+		defer func() { g.linksOnHost(err, ls.Handoff.Host) }()
 	}
 	if e := q.Get("error"); e != "" {
 		g.metrics.logins.WithLabelValues("oidc", "provider_error").Inc()
