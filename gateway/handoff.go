@@ -79,8 +79,17 @@ func (g *Gateway) signInElsewhere(w http.ResponseWriter, r *http.Request, ck *se
 	host, ok := g.routeHost(r)
 	if !ok {
 		// A catch-all route answers any Host; the login could never come
-		// back to one that is not configured.
-		return unknownHost()
+		// back to one that is not configured. The public URL's host serves
+		// the same routes: log in there instead (nothing is kept yet), or
+		// say why not (a kept submission belongs to this host's cookie).
+		there := g.opts.PublicURL.String() + loginURL("", rd)
+		if stash == "" {
+			seeOther(w, there)
+			return nil
+		}
+		he := unknownHost()
+		he.Login = there
+		return he
 	}
 	token := session.NewID()
 	h := session.Handoff{Host: host, BrowserID: ck.BrowserID, StashID: stash, ReturnURL: rd, Created: g.now()}

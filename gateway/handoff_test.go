@@ -124,16 +124,32 @@ func TestHostRouteHandoffRefusals(t *testing.T) {
 	b := e.browser()
 	s := shopBrowser(e, b)
 
-	// A host that only the catch-all route answers cannot log in.
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, e.gw.URL+"/.postern/login?rd=/x", nil)
-	req.Host = "unknown.test"
-	req.Header.Set("Accept", "text/html")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// A host that only the catch-all route answers cannot log in: with
+	// nothing kept, the login moves to the public host; with a submission
+	// kept there, a page says why and links to the public host.
+	unknown := func(method, target string) *http.Response {
+		req, _ := http.NewRequestWithContext(context.Background(), method, e.gw.URL+target, strings.NewReader("a=1"))
+		req.Host = "unknown.test"
+		req.Header.Set("Accept", "text/html")
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := b.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
 	}
-	if body := gatewaytest.ReadBody(t, resp); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "not one of the hosts") {
-		t.Fatalf("login on an unknown host: %d %s", resp.StatusCode, body)
+	resp := unknown(http.MethodGet, "/.postern/login?rd=/x")
+	gatewaytest.ReadBody(t, resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != e.gw.URL+"/.postern/login?rd=%2Fx" {
+		t.Fatalf("login on an unknown host: %d %q, want a 303 to the public host's login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp = unknown(http.MethodPost, "/form")
+	gatewaytest.ReadBody(t, resp)
+	loc := resp.Header.Get("Location")
+	resp = unknown(http.MethodGet, loc)
+	if body := gatewaytest.ReadBody(t, resp); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "not one of the hosts") ||
+		!strings.Contains(body, `href="`+e.gw.URL+`/.postern/login`) {
+		t.Fatalf("login with a submission kept on an unknown host (%s): %d %s", loc, resp.StatusCode, body)
 	}
 
 	// Log in through the shop host, up to the handoff.
