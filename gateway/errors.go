@@ -111,8 +111,8 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if !wantsHTML(r) {
 		h.Set("Content-Type", "application/json")
 		w.WriteHeader(he.Status)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": he.Code, "message": he.Message})
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": he.Code, "message": he.Message, "request_id": requestIDFrom(r.Context())})
 		return
 	}
-	g.pages.render(w, he.Status, "error", pageData{Error: he, CSRF: csrfFrom(r)})
+	g.pages.render(w, he.Status, "error", pageData{Error: he, CSRF: csrfFrom(r), RequestID: requestIDFrom(r.Context())})
 }

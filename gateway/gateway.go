@@ -49,6 +49,7 @@ type Gateway struct {
 	own         *http.ServeMux
 
 	draining atomic.Bool // set by Drain: readyz answers 503
+	ids      *requestIDs
 }
 
 // New returns a Gateway for opts, built from parts.
@@ -75,6 +76,8 @@ func New(opts Options, parts Parts) (*Gateway, error) {
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
+	g.log = slog.New(withRequestID{g.log.Handler()})
+	g.ids = newRequestIDs()
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -144,21 +147,35 @@ func (o *Options) validate() error {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := g.now()
 	ck := g.cookies.Load(r)
-	st := &requestState{cookie: ck}
+	st := &requestState{cookie: ck, id: g.requestID(r), route: -1}
+	// The app, the answer and every log line carry the same id.
+	r.Header.Set(RequestIDHeader, st.id)
+	w.Header().Set(RequestIDHeader, st.id)
+	var aw *accessWriter
+	if g.opts.AccessLog {
+		aw = &accessWriter{ResponseWriter: w}
+		w = aw
+	}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	var outcome string
 	if r.URL.Path+"/" == prefix || strings.HasPrefix(r.URL.Path, prefix) {
 		g.own.ServeHTTP(w, r)
-		return
-	}
-	outcome, err := g.serveUpstream(w, r, st)
-	if err != nil {
-		g.fail(w, r, err)
+		outcome = "gateway"
+	} else {
+		var err error
+		if outcome, err = g.serveUpstream(w, r, st); err != nil {
+			g.fail(w, r, err)
+		}
+		g.metrics.requests.WithLabelValues(outcome).Inc()
+		g.metrics.duration.WithLabelValues(outcome).Observe(g.now().Sub(start).Seconds())
 	}
 	elapsed := g.now().Sub(start)
-	g.metrics.requests.WithLabelValues(outcome).Inc()
-	g.metrics.duration.WithLabelValues(outcome).Observe(elapsed.Seconds())
-	// One line per request at debug level (--log-level debug); never the
-	// query, which may carry secrets.
+	if aw != nil {
+		g.logAccess(r.Context(), r, st, aw, outcome, elapsed)
+		return
+	}
+	// Without the access log, one line per request at debug level
+	// (--log-level debug); never the query, which may carry secrets.
 	g.log.LogAttrs(r.Context(), slog.LevelDebug, "request", slog.String("method", r.Method),
 		slog.String("path", r.URL.Path), slog.String("outcome", outcome), slog.Duration("duration", elapsed))
 }
@@ -168,6 +185,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, st *requestState) (string, error) {
 	ck := st.cookie
 	ri := g.route(r.Host, r.URL.Path)
+	st.route = ri
 	if ri < 0 {
 		return "no_route", &httpError{Status: http.StatusNotFound, Code: "no_route",
 			Title: "Not found", Message: "No application is configured for this address."}
@@ -249,6 +267,8 @@ func (g *Gateway) AdminHandler() http.Handler {
 // requestState is what the gateway learns about a request on its way: set
 // once in the request's context (one allocation, no request copies).
 type requestState struct {
+	id     string // X-Request-Id
+	route  int    // index of the route, -1 for none (yet)
 	cookie *session.Cookie
 	who    *principal // set when the request is proxied for someone
 	replay *send      // set when the request is a replay

@@ -124,6 +124,7 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !attempt.Allowed {
+		g.audit(r.Context(), "login", "rate_limited", slog.String("method", "local"), slog.String("user", user), slog.String("addr", addr))
 		w.Header().Set("Retry-After", retryAfter(attempt.Wait))
 		data.Error = "Too many failed attempts. Please wait " + formatDuration(attempt.Wait) + " and try again."
 		g.pages.render(w, http.StatusTooManyRequests, "login", data)
@@ -133,7 +134,7 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		// The attempt stays counted as a failure.
 		g.metrics.logins.WithLabelValues("local", "failed").Inc()
-		g.log.LogAttrs(r.Context(), slog.LevelWarn, "login failed", slog.String("user", user), slog.String("addr", addr))
+		g.audit(r.Context(), "login", "failed", slog.String("method", "local"), slog.String("user", user), slog.String("addr", addr))
 		data.Error = "Wrong username or password."
 		if !errors.Is(err, auth.ErrBadCredentials) {
 			data.Error = "The login could not be checked. Please try again."
@@ -149,7 +150,7 @@ func (g *Gateway) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("user", id.User), slog.String("method", "local"))
+	g.audit(r.Context(), "login", "ok", slog.String("method", "local"), slog.String("user", id.User), slog.String("addr", addr))
 	return g.complete(w, r, ck, who, form.stash, form.rd)
 }
 
@@ -231,9 +232,10 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var idToken string
+	user := "-"
 	if ck.SID != "" {
 		if rec, err := g.store.GetSession(r.Context(), ck.SID); err == nil {
-			idToken = rec.IDToken
+			idToken, user = rec.IDToken, rec.User
 		}
 		if err := g.store.DeleteSession(r.Context(), ck.SID); err != nil {
 			return storeError(err)
@@ -243,6 +245,7 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) error {
 	if err := g.saveCookie(w, r, ck); err != nil {
 		return err
 	}
+	g.audit(r.Context(), "logout", "ok", slog.String("user", user))
 	done := g.opts.PublicURL.JoinPath(prefix, "logout").String() + "?done"
 	if g.logins.oidc != nil && idToken != "" {
 		// RP-initiated logout: the provider ends its session too.

@@ -82,6 +82,7 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) (err error) {
 	switch {
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrCorrupt):
 		g.metrics.logins.WithLabelValues("oidc", "bad_state").Inc()
+		g.audit(r.Context(), "callback", "bad_state", slog.String("method", "oidc"))
 		return badLogin("This login was already completed or has expired. Please log in again.", "/")
 	case err != nil:
 		return storeError(err)
@@ -90,6 +91,7 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) (err error) {
 		return err
 	} else if !owned {
 		g.metrics.logins.WithLabelValues("oidc", "foreign_state").Inc()
+		g.audit(r.Context(), "callback", "foreign_browser", slog.String("method", "oidc"))
 		return badLogin("This login was started in another browser. Please log in again here.", ls.ReturnURL)
 	}
 	if ls.Handoff != nil {
@@ -99,7 +101,7 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) (err error) {
 	}
 	if e := q.Get("error"); e != "" {
 		g.metrics.logins.WithLabelValues("oidc", "provider_error").Inc()
-		g.log.LogAttrs(r.Context(), slog.LevelWarn, "identity provider refused the login", slog.String("error", e))
+		g.audit(r.Context(), "callback", "provider_refused", slog.String("method", "oidc"), slog.String("error", e))
 		he := badLogin("The identity provider did not log you in ("+e+"). Your submission, if any, is still kept.", ls.ReturnURL)
 		he.Login = loginURL(ls.StashID, ls.ReturnURL)
 		return he
@@ -112,7 +114,7 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) (err error) {
 		if errors.Is(err, oidc.ErrUnavailable) {
 			return providerDown(err, ls.StashID, ls.ReturnURL)
 		}
-		g.log.LogAttrs(r.Context(), slog.LevelWarn, "oidc login failed", slog.String("error", err.Error()))
+		g.audit(r.Context(), "callback", "failed", slog.String("method", "oidc"), slog.String("error", err.Error()))
 		he := badLogin("The login could not be verified. Please log in again; your submission, if any, is still kept.", ls.ReturnURL)
 		he.Login, he.Cause = loginURL(ls.StashID, ls.ReturnURL), err
 		return he
@@ -122,7 +124,7 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) (err error) {
 	if err != nil {
 		return err
 	}
-	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("user", id.User), slog.String("method", "oidc"))
+	g.audit(r.Context(), "login", "ok", slog.String("method", "oidc"), slog.String("user", id.User))
 	if ls.Handoff != nil {
 		// The login started on a route's host: hand it back there, where
 		// the submission is replayed with that host's cookies.

@@ -50,6 +50,10 @@ type Options struct {
 	// them, X-Forwarded-For, -Proto and -Host are believed (the client
 	// address for rate limits, and the chain passed upstream).
 	TrustedProxies []netip.Prefix
+	// AccessLog writes one line per request at level info: method, path
+	// (never the query), status, bytes, duration, user, route, outcome,
+	// client address and request id.
+	AccessLog bool
 	// SkipAuthPreflight passes CORS preflights (OPTIONS with Origin and
 	// Access-Control-Request-Method) to the app without a login.
 	SkipAuthPreflight bool

@@ -40,6 +40,9 @@ type pageData struct {
 	Error    any // string for the login page, *httpError for error pages
 	LoggedIn bool
 	SSO      string // link that starts the OIDC login, when configured
+	// RequestID is the request's X-Request-Id, shown on error pages so a
+	// person can quote it and an operator find the request in the log.
+	RequestID string
 }
 
 // pageTitles are the pages' titles; an error page's is its error's.
@@ -107,7 +110,8 @@ func newPages(brand, dir string) (*pages, error) {
 // sample is the data a page is checked with at start: every field set.
 func (p *pages) sample(name string) pageData {
 	d := pageData{CSRF: "csrf", Stash: "stash", Pending: "POST /checkout", Return: "/checkout", User: "alice",
-		Username: "alice", LoggedIn: true, SSO: "/.postern/login?sso=1", Error: "Wrong username or password."}
+		Username: "alice", LoggedIn: true, SSO: "/.postern/login?sso=1", Error: "Wrong username or password.",
+		RequestID: "0217457eb06f055e-1"}
 	if name == "error" {
 		d.Error = &httpError{Status: 400, Code: "sample", Title: "Sample", Message: "A sample error.",
 			BackURL: "/", RetryStash: "stash", Login: "/.postern/login"}

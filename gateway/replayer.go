@@ -278,7 +278,9 @@ func (s *send) request(ctx context.Context, body io.Reader) *http.Request {
 	if in.Header == nil {
 		in.Header = make(http.Header)
 	}
-	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+	// The replay carries the id of the request that completed the login,
+	// so the app's log matches the gateway's.
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", RequestIDHeader} {
 		if v := r.Header.Values(k); len(v) > 0 {
 			in.Header[k] = v
 		}
@@ -291,7 +293,7 @@ func (s *send) request(ctx context.Context, body io.Reader) *http.Request {
 	if stored.Size == 0 {
 		in.Body = http.NoBody
 	}
-	ctx = context.WithValue(ctx, stateKey{}, &requestState{cookie: s.ck, who: s.who, replay: s})
+	ctx = context.WithValue(ctx, stateKey{}, &requestState{id: requestIDFrom(r.Context()), route: -1, cookie: s.ck, who: s.who, replay: s})
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteHeaderField: func(string, []string) { s.wrote.Store(true) },
 	})

@@ -141,6 +141,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, build b
 		"login", cfg.LoginMethods(),
 		"admin_listen", adminAddr,
 		"tls", tlsMode,
+		"access_log", cfg.Log.Access,
 		"version", buildVersion())
 	stopReload := startReloader(ctx, logger, reload)
 	defer stopReload()

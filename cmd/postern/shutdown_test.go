@@ -111,6 +111,13 @@ func TestGracefulShutdown(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("postern did not exit after the in-flight request completed")
 	}
+	// The access log is on by default: the request during the drain and
+	// the slow one each have their line.
+	for _, want := range []string{"msg=access method=GET path=/during-drain status=200", "msg=access method=GET path=/slow status=200 bytes=11"} {
+		if !strings.Contains(g.out.String(), want) {
+			t.Errorf("no %q in the log:\n%s", want, g.out.String())
+		}
+	}
 	if !strings.Contains(g.out.String(), `msg="shutting down" delay=4s grace=1m0s`) {
 		t.Errorf("no shutdown line with the delay and grace:\n%s", g.out.String())
 	}

@@ -135,6 +135,7 @@ func wire(ctx context.Context, cfg *config.Config, public *url.URL, logger *slog
 		TemplatesDir:            cfg.Pages.TemplatesDir,
 		StashMaxPerAddress:      cfg.Stash.MaxPerAddress,
 		StashMaxBytesPerAddress: cfg.Stash.BytesPerAddress(),
+		AccessLog:               cfg.Log.Access,
 	}, parts)
 	if err != nil {
 		return built{}, errors.Join(fmt.Errorf("gateway: %w", err), backend.Close())

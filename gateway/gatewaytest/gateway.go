@@ -29,6 +29,9 @@ func Options(t testing.TB, publicURL, upstream string) gateway.Options {
 		StashMaxBody: 10 << 20,
 		StashTTL:     10 * time.Minute,
 		SessionTTL:   time.Hour,
+		// As the command line's default: every request through the
+		// access log's writer.
+		AccessLog: true,
 	}
 }
 

@@ -189,4 +189,6 @@ func (s Stash) BytesPerAddress() int64 {
 type Log struct {
 	Level  string // debug, info, warn or error
 	Format string // text or json
+	// Access writes one line per request at level info.
+	Access bool
 }

@@ -48,7 +48,7 @@ func TestDefaults(t *testing.T) {
 	if !slices.Equal(c.OIDC.Scopes, []string{"openid", "email", "profile"}) || c.OIDC.GroupsClaim != "groups" {
 		t.Errorf("oidc %+v", c.OIDC)
 	}
-	if c.Log != (Log{Level: "info", Format: "text"}) || c.OIDC.PassAccessToken {
+	if c.Log != (Log{Level: "info", Format: "text", Access: true}) || c.OIDC.PassAccessToken {
 		t.Errorf("log %+v pass %v", c.Log, c.OIDC.PassAccessToken)
 	}
 	if c.Server.ShutdownDelay != 0 || c.Server.ShutdownTimeout != 30*time.Second || c.Server.TLSCertFile != "" {

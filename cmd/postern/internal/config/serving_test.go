@@ -92,13 +92,13 @@ func TestValidateServing(t *testing.T) {
 }
 
 func TestServingSettingsLoad(t *testing.T) {
-	c, err := Load([]string{"--tls-cert-file=c.pem", "--tls-key-file=k.pem", "--shutdown-delay=5s", "--upstream-ca-file=ca.pem"},
+	c, err := Load([]string{"--tls-cert-file=c.pem", "--tls-key-file=k.pem", "--shutdown-delay=5s", "--access-log=false", "--upstream-ca-file=ca.pem"},
 		env(map[string]string{"POSTERN_SHUTDOWN_TIMEOUT": "1m"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Server.TLSCertFile != "c.pem" || c.Server.TLSKeyFile != "k.pem" || c.Server.ShutdownDelay.String() != "5s" ||
-		c.Server.ShutdownTimeout.String() != "1m0s" || c.UpstreamCAFile != "ca.pem" {
+		c.Server.ShutdownTimeout.String() != "1m0s" || c.Log.Access || c.UpstreamCAFile != "ca.pem" {
 		t.Errorf("loaded %+v %+v %q", c.Server, c.Log, c.UpstreamCAFile)
 	}
 	f := writeFile(t, "c.yaml", "routes:\n  - upstream: https://a.internal\n    upstream_ca_file: /etc/ca.pem\n")

@@ -237,5 +237,7 @@ func settings() []setting {
 			set: oneOf(func(c *Config) *string { return &c.Log.Level }, "debug", "info", "warn", "error")},
 		{name: "log-format", def: "text", usage: "text or json",
 			set: oneOf(func(c *Config) *string { return &c.Log.Format }, "text", "json")},
+		{name: "access-log", def: "true", boolean: true, usage: "one log line per request at level info (method, path without query, status, bytes, duration, user, route, outcome, client, request id); false turns it off",
+			set: boolean(func(c *Config) *bool { return &c.Log.Access })},
 	}
 }
