@@ -180,3 +180,79 @@ func TestMinReplicasOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestSentinelFailoverKeepsLease takes a stash's lease through Sentinel
+// with min_replicas=1, kills the primary (SIGKILL), and lets Sentinel
+// promote the replica: the promoted server knows the lease, so no other
+// sender takes the submission while it is live, and the sender's token
+// still holds it there.
+func TestSentinelFailoverKeepsLease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a Sentinel failover")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	primary := redistest.Start(t)
+	_, _ = startReplica(t, primary)
+	sentinel := redistest.StartSentinel(t, "main", primary.Addr(),
+		"sentinel down-after-milliseconds main 500",
+		"sentinel failover-timeout main 5000")
+	sealer, err := session.NewSealer([][]byte{[]byte("a test secret of at least 32 bytes!!")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := sessiontest.NewClock(time.Now())
+	url := "redis-sentinel://" + sentinel.Addr() + "/0?master=main"
+	// Sentinel learns of the replica from the primary's INFO.
+	raw := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr()})
+	t.Cleanup(func() { raw.Close() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		reps, err := raw.Replicas(ctx, "main").Result()
+		if err == nil && len(reps) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sentinel did not find the replica within 30s: %v %v", reps, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st := session.NewStore(openStore(t, testTarget{url: url + "&min_replicas=1&wait_timeout=2s", prefix: "failover"}), sealer, session.WithStoreClock(clock.Now))
+	id := session.NewID()
+	if _, err := st.PutStash(ctx, id, session.Stored{Method: "POST", Owner: "b1", Size: 4}, strings.NewReader("body"), 10, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, rc, _, err := st.Lease(ctx, id, "b1", "t1", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+
+	primary.Kill(t)
+	// A Store reaching whatever server Sentinel names now (no replica is
+	// left to wait for once the replica is promoted).
+	after := session.NewStore(openStore(t, testTarget{url: url, prefix: "failover"}), sealer, session.WithStoreClock(clock.Now))
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		addr, err := raw.GetMasterAddrByName(ctx, "main").Result()
+		if err == nil && len(addr) == 2 && addr[0]+":"+addr[1] != primary.Addr() {
+			if _, _, err := after.ReplayOf(ctx, id, "b1"); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failover within 60s: master %v, %v", addr, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	_, r, err := after.ReplayOf(ctx, id, "b1")
+	if err != nil || r.State != session.StateLeased {
+		t.Fatalf("after the failover: %+v, %v; want the lease kept", r, err)
+	}
+	if _, _, _, err := after.Lease(ctx, id, "b1", "t2", 10*time.Second); !errors.Is(err, session.ErrState) {
+		t.Fatalf("a second Lease after the failover: %v, want ErrState (the lease is live)", err)
+	}
+	if err := after.MarkSent(ctx, id, "t1"); err != nil {
+		t.Fatalf("the sender's MarkSent after the failover: %v", err)
+	}
+}

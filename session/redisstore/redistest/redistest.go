@@ -51,15 +51,22 @@ func Start(t testing.TB, extra ...string) *Server {
 
 // StartSentinel starts a Redis Sentinel that monitors the master at
 // masterAddr under the name master, with a quorum of one.
-func StartSentinel(t testing.TB, master, masterAddr string) *Server {
+//
+// Each of conf is one more line of the sentinel's configuration, such as
+// "sentinel down-after-milliseconds NAME 1000" for a quick failover.
+func StartSentinel(t testing.TB, master, masterAddr string, conf ...string) *Server {
 	t.Helper()
 	s := &Server{bin: ServerPath(t), dir: t.TempDir()}
 	host, port, _ := net.SplitHostPort(masterAddr)
-	conf := s.dir + "/sentinel.conf"
-	if err := os.WriteFile(conf, []byte("sentinel monitor "+master+" "+host+" "+port+" 1\n"), 0o600); err != nil {
+	path := s.dir + "/sentinel.conf"
+	lines := "sentinel monitor " + master + " " + host + " " + port + " 1\n"
+	for _, l := range conf {
+		lines += l + "\n"
+	}
+	if err := os.WriteFile(path, []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.head = []string{conf, "--sentinel"}
+	s.head = []string{path, "--sentinel"}
 	return s.start(t)
 }
 
