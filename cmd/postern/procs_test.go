@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,6 +164,13 @@ func (s *gatewaySetup) start(t testing.TB) *gatewayProc {
 		"--public-url", testPublicURL,
 		"--log-level", "info",
 	}, s.extraArgs...)
+	// Tests share one Redis and one client address (127.0.0.1), and the
+	// per-address counts outlive a test: off, unless a test sets them.
+	for _, flag := range []string{"--stash-max-per-address", "--stash-max-bytes-per-address"} {
+		if !slices.Contains(s.extraArgs, flag) {
+			args = append(args, flag, "0")
+		}
+	}
 	bin := posternBinary(t)
 	if s.noRace {
 		bin = plainPosternBinary(t)
