@@ -13,38 +13,41 @@ import (
 	"github.com/postern/postern/session"
 )
 
-// answer is the replay's last step, run by the proxy's ModifyResponse once
+// answer is the send's last steps, run by the proxy's ModifyResponse once
 // the upstream answered. A redirect passes through (always as 303, so the
-// login form itself is never re-sent). Any other answer is kept and the
-// browser goes (303) to the URL it submitted to, where the result keeper
-// shows it once: relative links resolve there, and a refresh is a plain GET
-// that submits nothing. resp becomes what the browser gets.
+// login form itself is never re-sent) and the replay settles. Any other
+// answer is kept (sent -> answered) and the browser goes (303) to the URL
+// it submitted to, where the result keeper shows it once: relative links
+// resolve there, and a refresh is a plain GET that submits nothing. resp
+// becomes what the browser gets.
 func (p *replayer) answer(s *send, resp *http.Response) error {
 	ctx := context.WithoutCancel(resp.Request.Context())
 	p.consumed(ctx, s, resp.StatusCode)
-	// Every way out settles the replay (p.settle) once what will be kept is
-	// kept: a second completion waiting for the answer takes it only then.
 	if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) {
 		// Only what a redirect needs: where to, and the upstream's cookies
 		// (a "saved" flash message, say).
-		res := session.Result{Status: http.StatusSeeOther, Header: make(http.Header), Owner: s.ck.BrowserID, URL: s.stored.URL, Size: 0}
-		res.Header.Set("Location", upstreamLocation(loc, s.stored, s.upstream))
+		h := make(http.Header)
+		h.Set("Location", upstreamLocation(loc, s.stored, s.upstream))
 		if c := resp.Header.Values("Set-Cookie"); len(c) > 0 {
-			res.Header["Set-Cookie"] = c
+			h["Set-Cookie"] = c
 		}
-		res.Header.Set("Cache-Control", "no-store")
-		// Kept too, briefly, for a second completion of the same login (a
-		// double click) that waits for this answer.
-		if _, err := p.store.PutResult(ctx, s.id, res, http.NoBody, 0, resultTTL); err != nil {
-			p.log.LogAttrs(ctx, slog.LevelWarn, "keeping a replay's redirect failed", slog.String("error", err.Error()))
-		}
-		p.settle(ctx, s.id)
+		h.Set("Cache-Control", "no-store")
 		resp.Body.Close()
-		return s.reply(resp, http.StatusSeeOther, res.Header.Clone(), http.NoBody)
+		// Kept too (sent -> answered), for a second completion of the same
+		// login (a double click) that follows it to the submitted URL; this
+		// browser goes on at once and needs no pointer to it.
+		res := session.Result{Status: http.StatusSeeOther, Header: h.Clone(), Owner: s.ck.BrowserID, URL: s.stored.URL, Size: 0}
+		if _, err := p.store.Answer(ctx, s.id, s.token, res, http.NoBody, 0); err != nil {
+			p.log.LogAttrs(ctx, slog.LevelWarn, "keeping a replay's redirect failed", slog.String("error", err.Error()))
+			p.settle(ctx, s, "redirected")
+		}
+		dropRef(s.ck, s.id)
+		return s.reply(resp, http.StatusSeeOther, h, http.NoBody)
 	}
 	if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusResetContent {
 		// Nothing to show: the person lands on the page they submitted to.
-		p.settle(ctx, s.id)
+		p.settle(ctx, s, "no_content")
+		dropRef(s.ck, s.id)
 		resp.Body.Close()
 		return s.reply(resp, http.StatusSeeOther, http.Header{"Location": {s.stored.URL}}, http.NoBody)
 	}
@@ -53,15 +56,18 @@ func (p *replayer) answer(s *send, resp *http.Response) error {
 	limit := p.maxKept
 	if resp.ContentLength > limit {
 		// Larger than the gateway keeps: show it here and now instead.
-		p.settle(ctx, s.id)
+		p.settle(ctx, s, "streamed")
+		dropRef(s.ck, s.id)
 		res.Header.Set("Cache-Control", "no-store")
 		return s.reply(resp, res.Status, res.Header, resp.Body)
 	}
-	if _, err := p.store.PutResult(ctx, s.id, res, io.LimitReader(resp.Body, limit), limit, resultTTL); err != nil {
+	// sent -> answered: the answer is kept, sealed, at most limit bytes.
+	if _, err := p.store.Answer(ctx, s.id, s.token, res, io.LimitReader(resp.Body, limit), limit); err != nil {
 		// The answer could not be kept; the person sees what the gateway
 		// can say rather than nothing.
 		p.log.LogAttrs(ctx, slog.LevelError, "keeping the replay's answer failed", slog.String("error", err.Error()))
-		p.settle(ctx, s.id)
+		p.settle(ctx, s, "unshown")
+		dropRef(s.ck, s.id)
 		_ = saveCookie(p.cookies, s.w, s.r, s.ck)
 		return &httpError{Status: http.StatusBadGateway, Code: "result_lost", Title: "Your submission was sent",
 			BackURL: s.stored.URL, Cause: err,
@@ -73,11 +79,11 @@ func (p *replayer) answer(s *send, resp *http.Response) error {
 		// streaming what was kept and the rest.
 		return p.streamOversized(ctx, s, resp, one[:n])
 	}
-	if s.ck.AddResult(session.ResultRef{URL: s.stored.URL, ID: s.id}) != nil {
+	keepRef(s.ck, s.stored.URL, s.id)
+	if !hasRef(s.ck, s.id) {
 		// A URL too long for the cookie: show the answer here instead.
 		return p.streamOversized(ctx, s, resp, nil)
 	}
-	p.settle(ctx, s.id)
 	resp.Body.Close()
 	return s.reply(resp, http.StatusSeeOther, http.Header{"Location": {s.stored.URL}}, http.NoBody)
 }
@@ -85,15 +91,14 @@ func (p *replayer) answer(s *send, resp *http.Response) error {
 // streamOversized sends a kept answer (plus what is left of it upstream)
 // straight to the browser, at the login URL.
 func (p *replayer) streamOversized(ctx context.Context, s *send, resp *http.Response, more []byte) error {
-	res, kept, err := p.store.TakeResult(ctx, s.id)
-	p.settle(ctx, s.id) // taken by this request: nobody else waits for it
+	res, kept, err := p.store.TakeAnswer(ctx, s.id, s.owner)
+	dropRef(s.ck, s.id)
 	if err != nil {
 		return storeError(err)
 	}
 	rest := resp.Body
 	body := &keptBody{Reader: io.MultiReader(kept, bytes.NewReader(more), rest), close: func() {
 		kept.Close()
-		_ = p.store.DeleteResult(ctx, s.id)
 		rest.Close()
 	}}
 	h := res.Header.Clone()

@@ -13,6 +13,8 @@ func (g *Gateway) ownEndpoints(ready func(context.Context) error) *http.ServeMux
 	mux := http.NewServeMux()
 	mux.Handle(prefix+"login", g.handle(g.login))
 	mux.Handle("POST "+prefix+"resume", g.handle(g.resume))
+	mux.Handle("POST "+prefix+"resend", g.handle(g.resendForm))
+	mux.Handle("POST "+prefix+"discard", g.handle(g.discardForm))
 	mux.Handle(prefix+"logout", g.handle(g.logout))
 	mux.Handle("GET "+prefix+"callback", g.handle(g.callback))
 	mux.Handle("GET "+prefix+"signin", g.handle(g.signIn))

@@ -107,9 +107,10 @@ func New(opts Options, parts Parts) (*Gateway, error) {
 		metrics: g.metrics, log: g.log, now: g.now}
 	g.interceptor = &interceptor{opts: &g.opts, store: parts.Store, pending: pending, limits: limits, clientAddr: g.clientAddr,
 		cookies: parts.Cookies, metrics: g.metrics, log: g.log, now: g.now}
-	g.replayer = &replayer{store: parts.Store, routes: g, pending: pending, cookies: parts.Cookies,
-		metrics: g.metrics, log: g.log, stashTTL: opts.StashTTL, maxKept: opts.StashMaxBody}
-	g.results = &resultKeeper{store: parts.Store, cookies: parts.Cookies, metrics: g.metrics, log: g.log}
+	g.replayer = &replayer{store: parts.Store, routes: g, pending: pending, cookies: parts.Cookies, pages: g.pages,
+		metrics: g.metrics, log: g.log, now: g.now, stashTTL: opts.StashTTL, maxKept: opts.StashMaxBody}
+	g.results = &resultKeeper{store: parts.Store, replayer: g.replayer, cookies: parts.Cookies, pages: g.pages,
+		metrics: g.metrics, log: g.log, now: g.now}
 	g.own = g.ownEndpoints(parts.Ready)
 	return g, nil
 }
@@ -196,14 +197,16 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request, st *requ
 		g.proxies[ri].ServeHTTP(w, r)
 		return outcome, nil
 	}
-	// A kept answer to a replayed submission is shown once, at the URL the
-	// person submitted to.
-	if ref, ok := pendingResult(ck, r); ok {
-		return "result", g.results.show(w, r, ck, ref)
-	}
 	who, err := g.identify(r.Context(), r, ck)
 	if err != nil {
 		return "error", err
+	}
+	// A kept answer to a replayed submission is shown once, at the URL the
+	// person submitted to; a send cut short is taken up there.
+	if ref, ok := pendingResult(ck, r); ok {
+		if handled, err := g.results.show(w, r, ck, who, ref); handled {
+			return "result", err
+		}
 	}
 	if who == nil {
 		return g.interceptor.intercept(w, r, ck)

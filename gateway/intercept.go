@@ -27,7 +27,7 @@ var stashHeaders = []string{
 // one call, and the usage its budget is checked against.
 type stasher interface {
 	PutStash(ctx context.Context, id string, req session.Stored, body io.Reader, limit int64, ttl time.Duration) (int64, error)
-	DeleteStash(ctx context.Context, id string) error
+	Discard(ctx context.Context, id, owner string) error
 	Usage(ctx context.Context) (int64, bool, error)
 	SaveStashSummary(ctx context.Context, id string, s session.StashSummary, ttl time.Duration) error
 }
@@ -85,8 +85,11 @@ func (in *interceptor) intercept(w http.ResponseWriter, r *http.Request, ck *ses
 		}
 		return "error", err
 	}
+	// The cookie points at it from the submitted URL: after the login, or
+	// after a crash, the person's next visit there finds where it is.
+	keepRef(ck, r.URL.RequestURI(), id)
 	if err := saveCookie(in.cookies, w, r, ck); err != nil {
-		_ = in.store.DeleteStash(r.Context(), id)
+		_ = in.store.Discard(r.Context(), id, ck.BrowserID)
 		return "error", err
 	}
 	in.metrics.stashes.WithLabelValues("kept").Inc()

@@ -76,9 +76,10 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
 			seeOther(w, rd)
 			return nil
 		}
-		if g.replayer.done(r.Context(), stash) {
-			// Sent already (Back to this page after the result): on to
-			// the page it was submitted to, as a plain GET.
+		if !g.replayer.waiting(r.Context(), ck, stash) {
+			// Sent already, or being sent (Back to this page after the
+			// result): on to the page it was submitted to, as a plain GET,
+			// where its answer or its state is shown.
 			seeOther(w, rd)
 			return nil
 		}

@@ -80,6 +80,10 @@ type Route struct {
 	RootCAs *x509.CertPool
 	// Policy says who may pass on this route.
 	Policy auth.Policy
+	// IdempotentResend says the app honours Idempotency-Key: a kept
+	// submission whose send was cut after it may have reached the app is
+	// sent again by the gateway (same key) instead of asking the person.
+	IdempotentResend bool
 	// Public sends every request of the route to the app without a login
 	// (identity headers still removed, nothing stashed).
 	Public bool

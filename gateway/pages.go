@@ -39,7 +39,8 @@ type pageData struct {
 	Username string
 	Error    any // string for the login page, *httpError for error pages
 	LoggedIn bool
-	SSO      string // link that starts the OIDC login, when configured
+	SSO      string    // link that starts the OIDC login, when configured
+	Sent     *sentData // the ambiguous page: what was handed to the app, and when
 	// RequestID is the request's X-Request-Id, shown on error pages so a
 	// person can quote it and an operator find the request in the log.
 	RequestID string
@@ -48,6 +49,7 @@ type pageData struct {
 // pageTitles are the pages' titles; an error page's is its error's.
 var pageTitles = map[string]string{
 	"login": "Log in", "continue": "Continue", "logout": "Log out", "loggedout": "Logged out",
+	"sending": "Being sent", "ambiguous": "Was it received?", "discarded": "Discarded",
 }
 
 // defaultBrand is the name on the pages when no --brand-name is set.
@@ -112,9 +114,13 @@ func (p *pages) sample(name string) pageData {
 	d := pageData{CSRF: "csrf", Stash: "stash", Pending: "POST /checkout", Return: "/checkout", User: "alice",
 		Username: "alice", LoggedIn: true, SSO: "/.postern/login?sso=1", Error: "Wrong username or password.",
 		RequestID: "0217457eb06f055e-1"}
-	if name == "error" {
+	switch name {
+	case "error":
 		d.Error = &httpError{Status: 400, Code: "sample", Title: "Sample", Message: "A sample error.",
 			BackURL: "/", RetryStash: "stash", Login: "/.postern/login"}
+	case "ambiguous":
+		d.Error = "Your submission was handed to the application, and the gateway did not hear back."
+		d.Sent = &sentData{Method: "POST", Path: "/checkout", At: "2026-12-02 01:02:03 UTC", Ago: "20 seconds", Attempts: 1}
 	}
 	return p.complete(name, d)
 }

@@ -10,29 +10,37 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/postern/postern/session"
 )
 
-// replayTimeout bounds one replay, from taking the stash to the end of the
-// upstream's answer: a hung upstream cannot hold a taken stash forever.
-const replayTimeout = 5 * time.Minute
+const (
+	// replayTimeout bounds one send, from the lease to the end of the
+	// upstream's answer: a hung upstream cannot hold a submission forever.
+	replayTimeout = 5 * time.Minute
+	// leaseFor is how long a send's lease holds without renewal: a sender
+	// that dies is noticed this long after its last renewal at most.
+	leaseFor = session.MaxLease
+	// renewEvery is how often a live send renews its lease.
+	renewEvery = leaseFor / 3
+)
 
-// replayStore is what the replayer needs of the store.
+// replayStore is what the replayer needs of the store: the replay state
+// machine, each step one atomic, durable store call.
 type replayStore interface {
-	TakeStash(ctx context.Context, id string) (session.Stored, io.ReadCloser, error)
-	RestoreStash(ctx context.Context, id string) error
-	DeleteStash(ctx context.Context, id string) error
-	MarkReplayed(ctx context.Context, id string, state session.ReplayMark, ttl time.Duration) error
-	ReplayStateOf(ctx context.Context, id string) (session.ReplayMark, error)
-	PutResult(ctx context.Context, id string, res session.Result, body io.Reader, limit int64, ttl time.Duration) (int64, error)
-	TakeResult(ctx context.Context, id string) (session.Result, io.ReadCloser, error)
-	DeleteResult(ctx context.Context, id string) error
-	// Owns reports whether the browser with id browser owns what was bound
-	// to browser id owner (ids change at login: see rotateBrowser).
-	Owns(ctx context.Context, browser, owner string) (bool, error)
+	Lease(ctx context.Context, id, owner, token string, lease time.Duration) (session.Stored, io.ReadCloser, session.Replay, error)
+	Resend(ctx context.Context, id, owner, token string, lease time.Duration) (session.Stored, io.ReadCloser, session.Replay, error)
+	Renew(ctx context.Context, id, token string, lease time.Duration) error
+	MarkSent(ctx context.Context, id, token string) error
+	Unlease(ctx context.Context, id, token string) error
+	Answer(ctx context.Context, id, token string, res session.Result, body io.Reader, limit int64) (int64, error)
+	Settle(ctx context.Context, id, token, outcome string) error
+	TakeAnswer(ctx context.Context, id, owner string) (session.Result, io.ReadCloser, error)
+	ReplayOf(ctx context.Context, id, owner string) (session.Stored, session.Replay, error)
+	ownerStore
 }
 
 // upstreams finds the route of a host and path, and the proxy that serves
@@ -41,40 +49,84 @@ type upstreams interface {
 	routeFor(host, path string) (rt *Route, proxy *httputil.ReverseProxy, ok bool)
 }
 
-// replayer is the exactly-once step after a login: it takes the stash once,
-// sends it through the route's proxy (the same ReverseProxy as live
-// requests), keeps or passes on the answer, and settles.
+// replayer is the exactly-once state machine after a login. One send reads
+// as its states: take the stash as a lease (pending -> leased), keep the
+// lease renewed while alive, mark it sent before the first byte (-> sent),
+// send it through the route's proxy (the same ReverseProxy as live
+// requests), keep the answer (-> answered) or settle. Each transition is
+// one atomic, durable store call; what is not written is not done.
 type replayer struct {
 	store    replayStore
 	routes   upstreams
 	pending  *pendingList
 	cookies  *session.Cookies
+	pages    *pages
 	metrics  *metrics
 	log      *slog.Logger
-	stashTTL time.Duration // how long a submission waits; also how long its replay is remembered
+	now      func() time.Time
+	stashTTL time.Duration // how long a submission waits for its login
 	maxKept  int64         // the largest answer kept to be shown at the submitted URL
 }
 
-// replay consumes the stash once and sends it to the upstream, then
-// delivers the answer. Taking the stash is one atomic step in the store,
-// done before anything is sent: of two tabs, a double click or two replicas,
-// exactly one gets it. It is put back only when nothing reached the upstream.
+// takeFunc takes a stash for one send: session.Store.Lease (pending, or a
+// lapsed lease) or Resend (ambiguous, the person asked).
+type takeFunc func(ctx context.Context, id, owner, token string, lease time.Duration) (session.Stored, io.ReadCloser, session.Replay, error)
+
+// replay sends the stash id of the person's browser once, after a login or
+// at the person's next step after a crash (a lapsed lease is taken again).
 func (p *replayer) replay(w http.ResponseWriter, r *http.Request, ck *session.Cookie, who *principal, id, rd string) error {
-	// Once taken, the stash is sent whole or not at all, whatever the
+	return p.send(w, r, ck, who, id, rd, p.store.Lease)
+}
+
+// resend sends an ambiguous stash again, with its Idempotency-Key: the
+// person chose "Send it again", or the route's app honours the key.
+func (p *replayer) resend(w http.ResponseWriter, r *http.Request, ck *session.Cookie, who *principal, id, rd string) error {
+	p.metrics.replays.WithLabelValues("resent").Inc()
+	return p.send(w, r, ck, who, id, rd, p.store.Resend)
+}
+
+// send is one send of a stash, as the list of its states.
+func (p *replayer) send(w http.ResponseWriter, r *http.Request, ck *session.Cookie, who *principal, id, rd string, take takeFunc) error {
+	// Once leased, the stash is sent whole or not at all, whatever the
 	// browser does meanwhile: the store's reader and the upstream request
 	// run on a context the browser cannot cancel, bounded by replayTimeout.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), replayTimeout)
 	defer cancel()
+	token := session.NewID()
 
-	stored, body, err := p.take(ctx, id)
+	// pending -> leased: of two tabs, a double click or two replicas,
+	// exactly one gets it.
+	var (
+		stored session.Stored
+		body   io.ReadCloser
+		rep    session.Replay
+		owner  string
+	)
+	err := asOwner(ctx, p.store, ck, func(o string) error {
+		var err error
+		stored, body, rep, err = take(ctx, id, o, token, leaseFor)
+		owner = o
+		return err
+	})
 	if err != nil {
-		return p.notTaken(w, r, ck, id, rd, err)
+		return p.notLeased(w, r, ck, who, id, rd, rep, err)
 	}
 	defer body.Close()
-	s := &send{p: p, id: id, w: w, r: r, ck: ck, who: who, stored: stored}
-	proxy, err := p.admit(ctx, w, s, body)
+	// While this send is alive its lease is renewed; if this process dies
+	// the lease lapses within leaseFor and the person's next step takes it.
+	stop := p.hold(ctx, id, token)
+	defer stop()
+
+	s := &send{p: p, id: id, token: token, owner: owner, stop: stop, w: w, r: r, ck: ck, who: who, stored: stored}
+	proxy, err := p.admit(ctx, w, s)
 	if err != nil {
 		return err
+	}
+	// leased -> sent, durably, before the first byte may reach the app.
+	if err := p.store.MarkSent(ctx, id, token); err != nil {
+		p.unlease(ctx, s)
+		_ = saveCookie(p.cookies, w, r, ck)
+		return notSent(err, id, rd)
 	}
 	proxy.ServeHTTP(w, s.request(ctx, body))
 	switch {
@@ -87,69 +139,39 @@ func (p *replayer) replay(w http.ResponseWriter, r *http.Request, ck *session.Co
 	return nil
 }
 
-// take takes the stash for this replay. A stash that is gone because it
-// was replayed is ErrTaken, not ErrNotFound.
-func (p *replayer) take(ctx context.Context, id string) (session.Stored, io.ReadCloser, error) {
-	stored, body, err := p.store.TakeStash(ctx, id)
-	if errors.Is(err, session.ErrNotFound) {
-		if state, serr := p.store.ReplayStateOf(ctx, id); serr == nil && state != session.NotReplayed {
-			err = session.ErrTaken
+// hold renews the lease of token every renewEvery until the returned stop
+// is called (when the send ends) or the lease is lost.
+func (p *replayer) hold(ctx context.Context, id, token string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(renewEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			err := p.store.Renew(ctx, id, token, leaseFor)
+			switch {
+			case err == nil:
+			case errors.Is(err, session.ErrLeaseLost), errors.Is(err, session.ErrState), errors.Is(err, session.ErrNotFound):
+				return // answered, settled, or taken over: nothing left to hold
+			case ctx.Err() == nil:
+				p.log.LogAttrs(ctx, slog.LevelWarn, "renewing a replay's lease failed", slog.String("error", err.Error()))
+			}
 		}
-	}
-	return stored, body, err
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
 }
 
-// done reports whether the stash id was sent already: its replay is on
-// record.
-func (p *replayer) done(ctx context.Context, id string) bool {
-	state, err := p.store.ReplayStateOf(ctx, id)
-	return err == nil && state != session.NotReplayed
-}
-
-// notTaken answers a completion whose stash could not be taken.
-func (p *replayer) notTaken(w http.ResponseWriter, r *http.Request, ck *session.Cookie, id, rd string, err error) error {
-	switch {
-	case errors.Is(err, session.ErrTaken):
-		// Another completion (a double click, another tab) is replaying it
-		// or has; its answer will wait at the URL under the same id.
-		p.metrics.replays.WithLabelValues("already_taken").Inc()
-		_ = ck.AddResult(session.ResultRef{URL: rd, ID: id})
-		if err := saveCookie(p.cookies, w, r, ck); err != nil {
-			return err
-		}
-		seeOther(w, rd)
-		return nil
-	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrCorrupt):
-		p.metrics.replays.WithLabelValues("expired").Inc()
-		if err := saveCookie(p.cookies, w, r, ck); err != nil {
-			return err
-		}
-		return &httpError{Status: http.StatusGone, Code: "stash_expired",
-			Title: "Your submission has expired", BackURL: rd,
-			Message: "You are logged in now, but the submission made before the login was kept for " +
-				formatDuration(p.stashTTL) + " only, or is unknown. It was not sent. Please go back and submit it again."}
-	}
-	return storeError(err)
-}
-
-// admit checks that a taken stash may be sent by this person, to a route
-// that still exists and lets them pass, and returns that route's proxy.
-// What may not be sent is put back (another browser's) or discarded.
-func (p *replayer) admit(ctx context.Context, w http.ResponseWriter, s *send, body io.Closer) (*httputil.ReverseProxy, error) {
-	owned, oerr := p.store.Owns(ctx, s.ck.BrowserID, s.stored.Owner)
-	if oerr != nil || !owned {
-		// Never replay another browser's submission (nor one whose owner
-		// cannot be checked now).
-		body.Close()
-		if err := p.store.RestoreStash(ctx, s.id); err != nil {
-			p.log.LogAttrs(ctx, slog.LevelError, "restoring a foreign stash failed", slog.String("error", err.Error()))
-		}
-		if oerr != nil {
-			return nil, storeError(oerr)
-		}
-		return nil, &httpError{Status: http.StatusForbidden, Code: "stash_foreign", Title: "Not your submission",
-			Message: "This pending submission was made in another browser, so it will not be sent from this one."}
-	}
+// admit checks that a leased stash goes to a route that still exists and
+// lets this person pass, and returns that route's proxy. What may not be
+// sent is settled, unsent.
+func (p *replayer) admit(ctx context.Context, w http.ResponseWriter, s *send) (*httputil.ReverseProxy, error) {
 	target, err := url.ParseRequestURI(s.stored.URL)
 	var (
 		rt    *Route
@@ -160,14 +182,12 @@ func (p *replayer) admit(ctx context.Context, w http.ResponseWriter, s *send, bo
 		rt, proxy, ok = p.routes.routeFor(s.stored.Host, target.Path)
 	}
 	if !ok {
-		p.discard(ctx, s.id, "no_route")
-		p.pending.release(ctx, s.stored.Owner, s.id)
+		p.settle(ctx, s, "no_route")
 		return nil, &httpError{Status: http.StatusNotFound, Code: "no_route", Title: "Not found",
 			Message: "The application this submission was for is no longer configured. It was not sent."}
 	}
 	if !rt.Policy.Allows(s.who.identity()) {
-		p.discard(ctx, s.id, "forbidden")
-		p.pending.release(ctx, s.stored.Owner, s.id)
+		p.settle(ctx, s, "forbidden")
 		if err := saveCookie(p.cookies, w, s.r, s.ck); err != nil {
 			return nil, err
 		}
@@ -175,83 +195,97 @@ func (p *replayer) admit(ctx context.Context, w http.ResponseWriter, s *send, bo
 		e.Message += " Your pending submission was discarded and not sent."
 		return nil, e
 	}
-	s.target, s.upstream = target, rt.target
+	s.target, s.upstream = target, rt.Upstream
 	return proxy, nil
 }
 
-// notAnswered answers a replay whose upstream gave no answer. If nothing
-// reached the upstream the stash goes back, untouched, and the person may
-// retry; otherwise it is never sent again.
+// notAnswered answers a send whose upstream gave no answer. If nothing
+// was written upstream the stash goes back to pending, untouched, and the
+// person may retry. Otherwise it may have reached the app: it stays sent,
+// its lease is let go, and the person is asked whether to send it again.
 func (p *replayer) notAnswered(ctx context.Context, w http.ResponseWriter, s *send, rd string) error {
 	err := s.sendErr
-	if !s.wrote.Load() {
-		rerr := p.store.RestoreStash(ctx, s.id)
-		_ = saveCookie(p.cookies, w, s.r, s.ck)
-		if rerr == nil {
-			p.metrics.replays.WithLabelValues("refused_kept").Inc()
-			p.log.LogAttrs(ctx, slog.LevelWarn, "replay refused by upstream, stash kept", slog.String("error", err.Error()))
-			return &httpError{Status: http.StatusBadGateway, Code: "upstream_unavailable",
-				Title: "The application is not answering", RetryStash: s.id, BackURL: rd, Cause: err,
-				Message: "You are logged in, but the application could not be reached. Your submission is kept and was not sent; try again in a moment."}
-		}
-		// Not sent, and it could not be put back either: say exactly that.
-		p.metrics.replays.WithLabelValues("refused_lost").Inc()
-		p.pending.release(ctx, s.stored.Owner, s.id)
-		return &httpError{Status: http.StatusBadGateway, Code: "upstream_unavailable",
-			Title: "The application is not answering", BackURL: rd, Cause: errors.Join(err, rerr),
-			Message: "You are logged in, but the application could not be reached, and your submission could not be kept for a retry. It was not sent: please go back and submit it again."}
-	}
-	p.discard(ctx, s.id, "failed")
-	p.settle(ctx, s.id)
-	p.pending.release(ctx, s.stored.Owner, s.id)
 	_ = saveCookie(p.cookies, w, s.r, s.ck)
-	return &httpError{Status: http.StatusBadGateway, Code: "upstream_failed",
-		Title: "The application did not answer", BackURL: rd, Cause: err,
-		Message: "Your submission was sent to the application, but no answer came back. It will not be sent again; check in the application whether it arrived."}
+	if !s.wrote.Load() {
+		if uerr := p.store.Unlease(ctx, s.id, s.token); uerr != nil {
+			// The lease lapses on its own; the next step takes it again.
+			p.log.LogAttrs(ctx, slog.LevelWarn, "giving back an unsent replay failed", slog.String("error", uerr.Error()))
+		}
+		p.metrics.replays.WithLabelValues("refused_kept").Inc()
+		p.log.LogAttrs(ctx, slog.LevelWarn, "replay refused by upstream, stash kept", slog.String("error", err.Error()))
+		return &httpError{Status: http.StatusBadGateway, Code: "upstream_unavailable",
+			Title: "The application is not answering", RetryStash: s.id, BackURL: rd, Cause: err,
+			Message: "You are logged in, but the application could not be reached. Your submission is kept and was not sent; try again in a moment."}
+	}
+	p.metrics.replays.WithLabelValues("failed").Inc()
+	p.log.LogAttrs(ctx, slog.LevelWarn, "replay sent, no answer", slog.String("error", err.Error()))
+	// Let the lease go at once: the submission is now ambiguous, and the
+	// page offers to send it again or discard it.
+	s.stop()
+	p.release(ctx, s.id, s.token)
+	rep := session.Replay{State: session.StateSent, SentAt: p.now()}
+	p.pages.ambiguous(w, s.r, http.StatusBadGateway, s.ck, s.id, rd, s.stored, rep,
+		"Your submission was sent to the application, but no answer came back, so the gateway cannot tell whether it arrived.")
+	return nil
 }
 
-// consumed records that the upstream answered a replay: the stash is gone
-// for good, and its browser's place is free.
+// release lets a send's lease lapse now (Renew to the shortest lease the
+// store takes, then stop renewing), so the next step sees it as lapsed.
+func (p *replayer) release(ctx context.Context, id, token string) {
+	if err := p.store.Renew(ctx, id, token, time.Nanosecond); err != nil && !errors.Is(err, session.ErrState) {
+		p.log.LogAttrs(ctx, slog.LevelWarn, "letting a replay's lease go failed", slog.String("error", err.Error()))
+	}
+}
+
+// unlease gives a stash back after a send that wrote nothing.
+func (p *replayer) unlease(ctx context.Context, s *send) {
+	if err := p.store.Unlease(ctx, s.id, s.token); err != nil && !errors.Is(err, session.ErrState) {
+		p.log.LogAttrs(ctx, slog.LevelWarn, "giving back an unsent replay failed", slog.String("error", err.Error()))
+	}
+}
+
+// settle ends a send for good with outcome, and frees the browser's place.
+func (p *replayer) settle(ctx context.Context, s *send, outcome string) {
+	ctx = context.WithoutCancel(ctx)
+	if err := p.store.Settle(ctx, s.id, s.token, outcome); err != nil {
+		p.log.LogAttrs(ctx, slog.LevelWarn, "settling a replay failed", slog.String("outcome", outcome), slog.String("error", err.Error()))
+	}
+	p.pending.release(ctx, s.stored.Owner, s.id)
+	if outcome == "no_route" || outcome == "forbidden" {
+		p.metrics.replays.WithLabelValues(outcome).Inc()
+	}
+}
+
+// consumed records that the upstream answered a send.
 func (p *replayer) consumed(ctx context.Context, s *send, status int) {
-	p.discard(ctx, s.id, "")
 	p.pending.release(ctx, s.stored.Owner, s.id)
 	p.metrics.replays.WithLabelValues("replayed").Inc()
 	p.log.LogAttrs(ctx, slog.LevelInfo, "submission replayed", slog.String("user", s.who.rec.User),
 		slog.String("method", s.stored.Method), slog.String("path", s.target.Path), slog.Int("status", status))
 }
 
-// settle records that nothing more of a replay's answer will be kept, so a
-// page waiting for it stops waiting.
-func (p *replayer) settle(ctx context.Context, id string) {
-	if err := p.store.MarkReplayed(context.WithoutCancel(ctx), id, session.Settled, p.stashTTL); err != nil {
-		p.log.LogAttrs(ctx, slog.LevelWarn, "marking a replay settled failed", slog.String("error", err.Error()))
+// notSent is the answer when MarkSent could not be written: nothing was
+// sent, the submission is kept.
+func notSent(err error, id, rd string) error {
+	he := storeError(err)
+	if he.Status == statusClientClosed {
+		return he
 	}
+	he.RetryStash, he.BackURL = id, rd
+	he.Message = "The gateway could not record the sending of your submission, so it did not send it. It is kept; try again in a moment."
+	return he
 }
 
-// discard deletes a consumed stash and, for a replayed one (why == ""),
-// records that it was replayed. A failure only leaves it taken, which can
-// never be replayed, and expires with its TTL.
-func (p *replayer) discard(ctx context.Context, id, why string) {
-	if why == "" {
-		if err := p.store.MarkReplayed(context.WithoutCancel(ctx), id, session.Replayed, p.stashTTL); err != nil {
-			p.log.LogAttrs(ctx, slog.LevelWarn, "marking a stash replayed failed", slog.String("error", err.Error()))
-		}
-	}
-	if err := p.store.DeleteStash(context.WithoutCancel(ctx), id); err != nil {
-		p.log.LogAttrs(ctx, slog.LevelWarn, "deleting a consumed stash failed", slog.String("error", err.Error()))
-	}
-	if why != "" {
-		p.metrics.replays.WithLabelValues(why).Inc()
-	}
-}
-
-// send is one replay on its way through a route's proxy. The proxy's
-// Rewrite adds what marks it as a replay; its ModifyResponse hands the
-// answer to the replayer (answer.go); its ErrorHandler records a failure
-// here for replay to answer.
+// send is one send of a stash on its way through a route's proxy. The
+// proxy's Rewrite adds what marks it as a replay; its ModifyResponse hands
+// the answer to the replayer (answer.go); its ErrorHandler records a
+// failure here for send to answer.
 type send struct {
 	p        *replayer
 	id       string
+	token    string              // this send's lease
+	owner    string              // the browser id the stash is bound to
+	stop     func()              // stops renewing the lease
 	w        http.ResponseWriter // the browser's answer
 	r        *http.Request       // the request that completed the login
 	ck       *session.Cookie
@@ -322,7 +356,7 @@ func (s *send) rewrite(out *http.Request) {
 }
 
 // answered hands the upstream's answer to the replayer; an error here is
-// answered by replay.
+// answered by send.
 func (s *send) answered(resp *http.Response) error {
 	if err := s.p.answer(s, resp); err != nil {
 		s.answerErr = err

@@ -11,105 +11,145 @@ import (
 	"github.com/postern/postern/session"
 )
 
-const (
-	// resultTTL is how long a replay's answer waits to be shown.
-	resultTTL = 5 * time.Minute
-	// resultWait bounds how long the page at the original URL waits for an
-	// answer that another completion (a double click) is still fetching.
-	resultWait = 30 * time.Second
-)
+// resultWait bounds how long the page at the original URL waits for a
+// send that is under way (a double click, another replica) before it
+// shows the "being sent" page, which reloads itself.
+const resultWait = 5 * time.Second
 
 // resultStore is what the result keeper needs of the store.
 type resultStore interface {
-	ReplayStateOf(ctx context.Context, id string) (session.ReplayMark, error)
-	TakeResult(ctx context.Context, id string) (session.Result, io.ReadCloser, error)
-	DeleteResult(ctx context.Context, id string) error
-	Owns(ctx context.Context, browser, owner string) (bool, error)
+	ReplayOf(ctx context.Context, id, owner string) (session.Stored, session.Replay, error)
+	TakeAnswer(ctx context.Context, id, owner string) (session.Result, io.ReadCloser, error)
+	ownerStore
 }
 
-// resultKeeper shows a replay's kept answer once, at the URL the person
-// submitted to, to the browser that submitted it.
+// resultKeeper answers a GET of a URL the browser submitted to while a
+// kept submission for it is on record (a ResultRef in the cookie, set when
+// it was kept): the kept answer is shown once; a send under way shows a
+// page that reloads itself; a send cut by a crash is taken up again (a
+// lapsed lease) or put to the person (ambiguous). Otherwise the request
+// goes on to the app as usual.
 type resultKeeper struct {
-	store   resultStore
-	cookies *session.Cookies
-	metrics *metrics
-	log     *slog.Logger
+	store    resultStore
+	replayer *replayer
+	cookies  *session.Cookies
+	pages    *pages
+	metrics  *metrics
+	log      *slog.Logger
+	now      func() time.Time
 }
 
-// pendingResult takes from the cookie the kept answer waiting at this
+// pendingResult returns the kept submission the cookie holds for this
 // request's URL, if any.
 func pendingResult(ck *session.Cookie, r *http.Request) (session.ResultRef, bool) {
 	if r.Method != http.MethodGet || len(ck.Results) == 0 {
 		return session.ResultRef{}, false
 	}
-	return ck.TakeResult(r.URL.RequestURI())
-}
-
-// show shows a kept answer once, at the URL it belongs to.
-func (k *resultKeeper) show(w http.ResponseWriter, r *http.Request, ck *session.Cookie, ref session.ResultRef) error {
-	ctx := r.Context()
-	res, body, err := k.wait(ctx, ref.ID)
-	if err == nil {
-		defer func() {
-			body.Close()
-			_ = k.store.DeleteResult(context.WithoutCancel(ctx), ref.ID)
-		}()
-		if owned, oerr := k.store.Owns(ctx, ck.BrowserID, res.Owner); oerr != nil || !owned {
-			err = session.ErrNotFound
+	uri := r.URL.RequestURI()
+	for _, ref := range ck.Results {
+		if ref.URL == uri {
+			return ref, true
 		}
 	}
-	if serr := saveCookie(k.cookies, w, r, ck); serr != nil {
-		return serr
-	}
+	return session.ResultRef{}, false
+}
+
+// show answers the request for the kept submission ref, or reports
+// (handled false) that the request goes on to the app. who is nil when
+// nobody is logged in.
+func (k *resultKeeper) show(w http.ResponseWriter, r *http.Request, ck *session.Cookie, who *principal, ref session.ResultRef) (bool, error) {
+	ctx := r.Context()
+	var (
+		rep   session.Replay
+		owner string
+	)
+	err := asOwner(ctx, k.store, ck, func(o string) error {
+		var err error
+		_, rep, err = k.wait(ctx, ref.ID, o)
+		owner = o
+		return err
+	})
 	switch {
-	case err == nil:
+	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrCorrupt), errors.Is(err, session.ErrNotOwner):
+		return k.forget(w, r, ck, ref)
+	case ctx.Err() != nil:
+		return true, nil // the browser went away
+	case err != nil:
+		return true, storeError(err)
+	}
+	now := k.now()
+	switch {
+	case rep.State == session.StateAnswered:
+		res, body, err := k.store.TakeAnswer(ctx, ref.ID, owner)
+		if errors.Is(err, session.ErrState) {
+			// Shown meanwhile (another tab of this browser).
+			return k.forget(w, r, ck, ref)
+		}
+		if err != nil {
+			return true, storeError(err)
+		}
+		defer body.Close()
+		dropRef(ck, ref.ID)
+		if err := saveCookie(k.cookies, w, r, ck); err != nil {
+			return true, err
+		}
 		k.metrics.results.WithLabelValues("shown").Inc()
 		k.write(w, res, body)
-		return nil
-	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrTaken), errors.Is(err, session.ErrCorrupt):
-		k.metrics.results.WithLabelValues("gone").Inc()
-		he := &httpError{Status: http.StatusGone, Code: "result_gone", Title: "Your submission was sent",
-			BackURL: r.URL.RequestURI(),
-			Message: "Your submission reached the application once. Its answer is no longer available here; it will not be sent again."}
-		if state, serr := k.store.ReplayStateOf(ctx, ref.ID); serr == nil && state == session.NotReplayed {
-			// Taken for sending, but no answer was ever recorded: the
-			// sending was interrupted (a gateway restart), or is still
-			// under way. Say only what is known.
-			he.Code, he.Title = "result_unknown", "Your submission is not confirmed"
-			he.Message = "Your submission was taken for sending, but no answer from the application was recorded: " +
-				"the sending may have been interrupted. It will not be sent again; check in the application whether it arrived."
+		return true, nil
+	case rep.State == session.StateSettled:
+		return k.forget(w, r, ck, ref)
+	case rep.State == session.StatePending:
+		// Waiting for its login (or given back): the login sends it.
+		return false, nil
+	case rep.LeaseLive(now):
+		k.metrics.results.WithLabelValues("sending").Inc()
+		if err := saveCookie(k.cookies, w, r, ck); err != nil {
+			return true, err
 		}
-		return he
-	case ctx.Err() != nil:
-		// The browser went away.
-		return nil
+		k.pages.sending(w, ck, ref.ID, ref.URL)
+		return true, nil
+	case who == nil:
+		// Its sender died; the person logs in, comes back, and it is
+		// taken up then.
+		return false, nil
+	case rep.State == session.StateLeased:
+		// Its sender died before writing anything: send it now.
+		k.metrics.results.WithLabelValues("recovered").Inc()
+		return true, k.replayer.replay(w, r, ck, who, ref.ID, ref.URL)
 	}
-	return storeError(err)
+	// Sent, its sender gone: ask, unless the app honours the key.
+	return true, k.replayer.recover(w, r, ck, who, ref.ID, ref.URL)
 }
 
-// wait takes a kept answer once the replay that keeps it has settled. If
-// another completion (a double click) is still replaying, it waits for it,
-// within resultWait.
-func (k *resultKeeper) wait(ctx context.Context, id string) (session.Result, io.ReadCloser, error) {
+// forget drops a ref whose submission is gone or settled, and lets the
+// request go on to the app.
+func (k *resultKeeper) forget(w http.ResponseWriter, r *http.Request, ck *session.Cookie, ref session.ResultRef) (bool, error) {
+	dropRef(ck, ref.ID)
+	if err := saveCookie(k.cookies, w, r, ck); err != nil {
+		return true, err
+	}
+	return false, nil
+}
+
+// wait reads the state of the stash id; while a send of it is under way
+// (a live lease) it waits for it, within resultWait.
+func (k *resultKeeper) wait(ctx context.Context, id, owner string) (session.Stored, session.Replay, error) {
 	deadline := time.NewTimer(resultWait)
 	defer deadline.Stop()
 	delay := 20 * time.Millisecond
 	for {
-		state, err := k.store.ReplayStateOf(ctx, id)
-		if err != nil {
-			return session.Result{}, nil, err
-		}
-		if state == session.Settled {
-			return k.store.TakeResult(ctx, id)
+		stored, rep, err := k.store.ReplayOf(ctx, id, owner)
+		if err != nil || !rep.LeaseLive(k.now()) {
+			return stored, rep, err
 		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return session.Result{}, nil, ctx.Err()
+			return stored, rep, ctx.Err()
 		case <-deadline.C:
 			t.Stop()
-			return session.Result{}, nil, session.ErrNotFound
+			return stored, rep, nil
 		case <-t.C:
 		}
 		delay = min(delay*2, 500*time.Millisecond)

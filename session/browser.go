@@ -111,6 +111,29 @@ func (st *Store) Owns(ctx context.Context, browser, owner string) (bool, error) 
 	return slices.Contains(inherited, owner), nil
 }
 
+// Owners returns the browser ids whose stashes and answers the browser
+// with id browser owns (see Owns): browser itself unless a login retired
+// it, then the ids it took over at logins, newest first. The replay state
+// machine checks an owner id; a caller tries these in turn.
+func (st *Store) Owners(ctx context.Context, browser string) ([]string, error) {
+	if browser == "" {
+		return nil, nil
+	}
+	var out []string
+	own, err := st.Owns(ctx, browser, browser)
+	if err != nil {
+		return nil, err
+	}
+	if own {
+		out = append(out, browser)
+	}
+	inherited, err := st.inherited(ctx, browser)
+	if err != nil {
+		return nil, fmt.Errorf("browser owners: %w", err)
+	}
+	return append(out, inherited...), nil
+}
+
 // inherited returns the ids browser took over at logins, newest first.
 func (st *Store) inherited(ctx context.Context, browser string) ([]string, error) {
 	key, err := entryKey(nsHeir, browser)

@@ -201,7 +201,7 @@ func gatewayRoutes(cfg *config.Config) ([]gateway.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream_ca_file: %w", err)
 		}
-		return []gateway.Route{{Upstream: u, RootCAs: roots, Policy: policy(cfg.Allow), PublicPaths: cfg.PublicPaths}}, nil
+		return []gateway.Route{{Upstream: u, RootCAs: roots, Policy: policy(cfg.Allow), PublicPaths: cfg.PublicPaths, IdempotentResend: cfg.IdempotentResend}}, nil
 	}
 	out := make([]gateway.Route, 0, len(cfg.Routes))
 	for i, r := range cfg.Routes {
@@ -221,7 +221,7 @@ func gatewayRoutes(cfg *config.Config) ([]gateway.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		out = append(out, gateway.Route{Host: r.Host, PathPrefix: r.PathPrefix, Upstream: u, RootCAs: roots, Policy: policy(allow), Public: r.Public})
+		out = append(out, gateway.Route{Host: r.Host, PathPrefix: r.PathPrefix, Upstream: u, RootCAs: roots, Policy: policy(allow), Public: r.Public, IdempotentResend: r.IdempotentResend})
 	}
 	return out, nil
 }

@@ -25,6 +25,10 @@ type Config struct {
 	PublicPaths []string
 	// SkipAuthPreflight passes CORS preflights to the app without a login.
 	SkipAuthPreflight bool
+	// IdempotentResend says the single upstream honours Idempotency-Key:
+	// a submission whose send was cut after it may have reached the app is
+	// sent again by the gateway itself. Routes use Route.IdempotentResend.
+	IdempotentResend bool
 	// Cookie holds the key material for cookies and stash encryption.
 	Cookie Cookie
 	// HtpasswdFile lists local users in "htpasswd -B" (bcrypt) format.
@@ -96,6 +100,8 @@ type Route struct {
 	// Public serves the route without a login (identity headers still
 	// removed, nothing stashed).
 	Public bool
+	// IdempotentResend says the route's app honours Idempotency-Key.
+	IdempotentResend bool
 	// Line is where the route starts in the config file, for messages.
 	Line int
 }

@@ -156,6 +156,7 @@ type routeFile struct {
 	AllowDomain stringList `yaml:"allow_domain"`
 	AllowGroup  stringList `yaml:"allow_group"`
 	Public      bool       `yaml:"public"`
+	Idempotent  bool       `yaml:"idempotent_resend"`
 }
 
 // stringList accepts a single string or a list of strings.
@@ -290,12 +291,13 @@ func readRoutes(path string, data []byte, root *yaml.Node) ([]Route, error) {
 	routes := make([]Route, 0, len(f.Routes))
 	for i, r := range f.Routes {
 		rt := Route{
-			Host:           r.Host,
-			PathPrefix:     r.PathPrefix,
-			Upstream:       r.Upstream,
-			UpstreamCAFile: r.UpstreamCA,
-			Allow:          Allow{Emails: r.AllowEmail, Domains: r.AllowDomain, Groups: r.AllowGroup},
-			Public:         r.Public,
+			Host:             r.Host,
+			PathPrefix:       r.PathPrefix,
+			Upstream:         r.Upstream,
+			UpstreamCAFile:   r.UpstreamCA,
+			Allow:            Allow{Emails: r.AllowEmail, Domains: r.AllowDomain, Groups: r.AllowGroup},
+			Public:           r.Public,
+			IdempotentResend: r.Idempotent,
 		}
 		if i < len(lines) {
 			rt.Line = lines[i]

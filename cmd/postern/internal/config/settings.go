@@ -114,6 +114,15 @@ func settings() []setting {
 				c.SkipAuthPreflight = b
 				return nil
 			}},
+		{name: "idempotent-resend", def: "false", boolean: true, usage: "the --upstream app honours Idempotency-Key: resend a submission cut after it may have reached the app, instead of asking (YAML routes: idempotent_resend: true)",
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("%q is not true or false", v)
+				}
+				c.IdempotentResend = b
+				return nil
+			}},
 		{name: "upstream-ca-file", usage: "PEM CA certificates trusted (besides the system's) for https upstreams with a private CA",
 			set: str(func(c *Config) *string { return &c.UpstreamCAFile })},
 		{name: "cookie-secret", usage: "base64 key material (at least 32 bytes) for cookies and stash encryption",

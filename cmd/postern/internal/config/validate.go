@@ -61,6 +61,9 @@ func (c *Config) Validate() error {
 			add("public_path[%d]: %w", i, err)
 		}
 	}
+	if c.IdempotentResend && len(c.Routes) > 0 {
+		add("idempotent_resend: only for the single --upstream; with routes:, set idempotent_resend: true on the route whose app honours Idempotency-Key")
+	}
 	if len(c.PublicPaths) > 0 && len(c.Routes) > 0 {
 		add("public_path: only for the single --upstream; with routes:, give a route its own path_prefix and public: true")
 	}
