@@ -142,4 +142,3 @@ func (e *replayEnv) bodyGone(id string, which session.Bodies) {
 	}
 	e.refused("OpenBody of a freed body", err, session.ErrNotFound)
 }
-
