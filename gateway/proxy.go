@@ -73,25 +73,28 @@ func (g *Gateway) setIdentity(h http.Header, who *principal, audience *url.URL) 
 }
 
 // dropOwnCookie removes the gateway's session cookie from a Cookie header
-// bound upstream: the upstream has no business with it.
+// bound upstream: the upstream has no business with it. A request that
+// carries only the gateway's cookie (the common case) allocates nothing.
 func dropOwnCookie(h http.Header, name string) {
-	lines := h.Values("Cookie")
+	lines := h["Cookie"]
 	if len(lines) == 0 {
 		return
 	}
-	kept := appCookies(lines, name)
-	h.Del("Cookie")
-	if kept != "" {
-		h.Set("Cookie", kept)
+	if kept := appCookies(lines, name); kept != "" {
+		h["Cookie"] = []string{kept}
+	} else {
+		delete(h, "Cookie")
 	}
 }
 
-// appCookies is one Cookie header of the pairs in lines, without the
-// gateway's own cookie (name).
+// appCookies is one Cookie header of the pairs in lines, in order, without
+// the gateway's own cookie (name).
 func appCookies(lines []string, name string) string {
-	var kept []string
+	var b strings.Builder
 	for _, line := range lines {
-		for _, part := range strings.Split(line, ";") {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
 			p := strings.TrimSpace(part)
 			if p == "" {
 				continue
@@ -99,10 +102,13 @@ func appCookies(lines []string, name string) string {
 			if n, _, _ := strings.Cut(p, "="); n == name {
 				continue
 			}
-			kept = append(kept, p)
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(p)
 		}
 	}
-	return strings.Join(kept, "; ")
+	return b.String()
 }
 
 // mergeCookies is the Cookie header of a replay: every cookie the browser

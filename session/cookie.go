@@ -108,7 +108,8 @@ type CookieOptions struct {
 type Cookies struct {
 	name   string
 	store  *sessions.CookieStore
-	domain string // "" for host-only cookies
+	domain string       // "" for host-only cookies
+	opened *cookieCache // values verified before
 }
 
 // NewCookies returns Cookies for opts, or an error naming what is wrong.
@@ -166,7 +167,7 @@ func NewCookies(opts CookieOptions) (*Cookies, error) {
 		}
 	}
 	domain := strings.ToLower(strings.Trim(opts.Domain, "."))
-	return &Cookies{name: opts.Name, store: store, domain: domain}, nil
+	return &Cookies{name: opts.Name, store: store, domain: domain, opened: newCookieCache(opts.MaxAge)}, nil
 }
 
 // wireCookie is the cookie's payload: short names keep it small.
@@ -187,19 +188,26 @@ func (c *Cookies) Load(r *http.Request) *Cookie {
 	// Every cookie of the name is tried, the first that verifies wins: a
 	// cookie planted with a narrower Path (from a sibling subdomain) comes
 	// first in the header and must not hide the real one.
-	var raw []byte
-	found := false
-	for _, hc := range r.CookiesNamed(c.name) {
-		if err := securecookie.DecodeMulti(c.name, hc.Value, &raw, c.store.Codecs...); err == nil {
-			found = true
-			break
-		}
-	}
-	if !found {
-		return freshCookie()
-	}
 	var w wireCookie
-	if err := json.Unmarshal(raw, &w); err != nil || w.BrowserID == "" || w.CSRF == "" {
+	found := false
+	cookieValues(r, c.name, func(value string) bool {
+		if cw, ok := c.opened.get(value); ok {
+			w, found = cw, true
+			return true
+		}
+		var raw []byte
+		if err := securecookie.DecodeMulti(c.name, value, &raw, c.store.Codecs...); err != nil {
+			return false
+		}
+		var cw wireCookie
+		if err := json.Unmarshal(raw, &cw); err != nil || cw.BrowserID == "" || cw.CSRF == "" {
+			return false
+		}
+		c.opened.add(value, cw)
+		w, found = cw, true
+		return true
+	})
+	if !found {
 		return freshCookie()
 	}
 	ck := &Cookie{SID: w.SID, BrowserID: w.BrowserID, CSRF: w.CSRF}

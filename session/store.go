@@ -91,9 +91,10 @@ type LoginState struct {
 // cannot be a key (empty, too long, not printable ASCII) is ErrNotFound for
 // reads and a plain error for writes. A Store is safe for concurrent use.
 type Store struct {
-	b   Backend
-	s   *Sealer
-	now func() time.Time
+	b        Backend
+	s        *Sealer
+	now      func() time.Time
+	sessions *sessionCache // nil when b is not a Watcher
 }
 
 // StoreOption changes a Store made by NewStore.
@@ -108,7 +109,7 @@ func WithStoreClock(now func() time.Time) StoreOption {
 
 // NewStore returns a Store over b, sealing with s.
 func NewStore(b Backend, s *Sealer, opts ...StoreOption) *Store {
-	st := &Store{b: b, s: s, now: time.Now}
+	st := &Store{b: b, s: s, now: time.Now, sessions: newSessionCache(b)}
 	for _, o := range opts {
 		o(st)
 	}
@@ -218,44 +219,6 @@ func (st *Store) TakeResult(ctx context.Context, id string) (Result, io.ReadClos
 // DeleteResult removes a kept answer. A missing one is not an error.
 func (st *Store) DeleteResult(ctx context.Context, id string) error {
 	return deleteBlob(ctx, st, nsResult, id)
-}
-
-// GetSession returns the server-side session sid, or ErrNotFound.
-func (st *Store) GetSession(ctx context.Context, sid string) (Record, error) {
-	var rec Record
-	key, err := entryKey(nsSession, sid)
-	if err != nil {
-		return rec, fmt.Errorf("get session: %w: %w", ErrNotFound, err)
-	}
-	sealed, err := st.b.Get(ctx, key)
-	if err != nil {
-		return rec, fmt.Errorf("get session: %w", err)
-	}
-	if err := st.open(key, sealed, &rec); err != nil {
-		return Record{}, fmt.Errorf("get session: %w", err)
-	}
-	return rec, nil
-}
-
-// SaveSession stores the server-side session sid for ttl, replacing any.
-func (st *Store) SaveSession(ctx context.Context, sid string, rec Record, ttl time.Duration) error {
-	if err := st.setRecord(ctx, nsSession, sid, rec, ttl); err != nil {
-		return fmt.Errorf("save session: %w", err)
-	}
-	return nil
-}
-
-// DeleteSession removes the server-side session sid (logout). A missing one
-// is not an error.
-func (st *Store) DeleteSession(ctx context.Context, sid string) error {
-	key, err := entryKey(nsSession, sid)
-	if err != nil {
-		return nil // no such key can exist
-	}
-	if err := st.b.Delete(ctx, key); err != nil {
-		return fmt.Errorf("delete session: %w", err)
-	}
-	return nil
 }
 
 // SaveLoginState remembers an OIDC login in progress under its state

@@ -2,6 +2,7 @@ package bearer
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -71,6 +72,7 @@ func (e *Error) Unwrap() error { return e.cause }
 type Verifier struct {
 	cfg    Config
 	remote *oidc.Remote
+	cache  *tokenCache
 }
 
 // New prepares a Verifier; it does no network I/O and never fails. Check
@@ -80,7 +82,7 @@ func New(cfg Config) *Verifier {
 		cfg.Now = time.Now
 	}
 	remote := oidc.NewRemote(cfg.Issuer, cfg.JWKSURL, oidc.RemoteOptions{HTTPClient: cfg.HTTPClient, Now: cfg.Now})
-	return &Verifier{cfg: cfg, remote: remote}
+	return &Verifier{cfg: cfg, remote: remote, cache: newTokenCache()}
 }
 
 // Close stops background key refreshes.
@@ -91,12 +93,22 @@ func (v *Verifier) Close() { v.remote.Close() }
 func (v *Verifier) Ready(ctx context.Context) error { return v.remote.Ready(ctx) }
 
 // Verify checks raw and returns the identity it carries. Errors are *Error.
+//
+// A token verified before is not verified again until its exp, as long as
+// the issuer's key set still holds the key that verified it (see
+// CacheSize); only its hash is kept.
 func (v *Verifier) Verify(ctx context.Context, raw string) (auth.Identity, error) {
+	sum := sha256.Sum256([]byte(raw))
+	if id, ok := v.cache.get(ctx, sum, v.cfg.Now(), v.remote.Key); ok {
+		return id, nil
+	}
 	keys, err := v.remote.Keyfunc(ctx)
 	if err != nil {
 		return auth.Identity{}, &Error{Description: "token issuer unavailable, try again later", cause: err}
 	}
-	claims, err := oidc.VerifyJWT(raw, keys, oidc.Expect{
+	var kid string
+	var key any
+	claims, err := oidc.VerifyJWT(raw, recordKey(keys, &kid, &key), oidc.Expect{
 		Issuer:   v.cfg.Issuer,
 		Audience: v.cfg.Audience,
 		Now:      v.cfg.Now,
@@ -104,7 +116,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (auth.Identity, error
 	if err != nil {
 		return auth.Identity{}, &Error{Description: describe(err), cause: err}
 	}
-	return oidc.IdentityFromClaims(claims, v.cfg.GroupsClaim), nil
+	id := oidc.IdentityFromClaims(claims, v.cfg.GroupsClaim)
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil && kid != "" {
+		v.cache.add(sum, verified{id: id, exp: exp.Time, kid: kid, key: key})
+	}
+	return id, nil
 }
 
 // describe names what was wrong with a token without internals (no key

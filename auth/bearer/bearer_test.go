@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -218,4 +219,97 @@ func TestConcurrentFirstUseFetchesOnce(t *testing.T) {
 	if fetches["/.well-known/openid-configuration"] != 1 || fetches["/keys"] != 1 {
 		t.Errorf("fetches = %v, want discovery and keys once each", fetches)
 	}
+}
+
+// A token verified once is remembered until its exp, but a key-set rotation
+// that drops its key refuses it at the next request, and a token whose kid
+// the set never held is still refused.
+func TestRememberedTokenFollowsTheKeySet(t *testing.T) {
+	srv := oidctest.Start(t)
+	now := time.Now()
+	clk := &clock{t: now}
+	claims := func(sub string, exp time.Time) jwt.MapClaims {
+		return jwt.MapClaims{"iss": srv.Issuer, "aud": "orders-api", "sub": sub, "iat": now.Unix(), "exp": exp.Unix()}
+	}
+	v := bearer.New(bearer.Config{Issuer: srv.Issuer, Audience: "orders-api", JWKSURL: srv.JWKSURL(), Now: clk.Now})
+	t.Cleanup(v.Close)
+
+	old := srv.Sign(claims("svc-old", now.Add(time.Hour)))
+	for range 3 {
+		if id, err := v.Verify(ctxTimeout(t), old); err != nil || id.Subject != "svc-old" {
+			t.Fatalf("Verify(old) = %+v, %v", id, err)
+		}
+	}
+	// Past its exp a remembered token is refused like any other.
+	short := srv.Sign(claims("svc-short", now.Add(time.Minute)))
+	if _, err := v.Verify(ctxTimeout(t), short); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute)
+	if _, err := v.Verify(ctxTimeout(t), short); err == nil || err.Error() != "token expired" {
+		t.Fatalf("remembered token past its exp: %v, want token expired", err)
+	}
+
+	// The provider rotates twice: the old key leaves its set. A token with
+	// the new kid makes the gateway fetch the set again.
+	srv.RotateKey()
+	srv.RotateKey()
+	if _, err := v.Verify(ctxTimeout(t), srv.Sign(claims("svc-new", now.Add(time.Hour)))); err != nil {
+		t.Fatalf("token under the new key: %v", err)
+	}
+	if _, err := v.Verify(ctxTimeout(t), old); err == nil {
+		t.Fatal("a remembered token whose key left the key set is still accepted")
+	}
+
+	// A token under a key the set never held (a kid of its own) is refused.
+	foreign, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims("svc-x", now.Add(time.Hour)))
+	tok.Header["kid"] = "never-published"
+	raw, err := tok.SignedString(foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctxTimeout(t), raw); err == nil {
+		t.Fatal("token with an unknown kid accepted")
+	}
+}
+
+// BenchmarkBearerVerify checks an API client's token as each of its
+// requests does: a token verified before (remembered, the key set still
+// holding its key) and the full RS256 verification a new token gets.
+//
+//	go test -run '^$' -bench BearerVerify -benchmem ./auth/bearer
+func BenchmarkBearerVerify(b *testing.B) {
+	srv := oidctest.Start(b)
+	now := time.Now()
+	claims := jwt.MapClaims{"iss": srv.Issuer, "aud": "orders-api", "sub": "svc-1", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"preferred_username": "robot", "groups": []string{"writers"}}
+	raw := srv.Sign(claims)
+	b.Run("remembered", func(b *testing.B) {
+		v := bearer.New(bearer.Config{Issuer: srv.Issuer, Audience: "orders-api", JWKSURL: srv.JWKSURL()})
+		b.Cleanup(v.Close)
+		ctx := context.Background()
+		if _, err := v.Verify(ctx, raw); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.Verify(ctx, raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("full-RS256", func(b *testing.B) {
+		key := srv.PublicKey()
+		keys := func(*jwt.Token) (any, error) { return key, nil }
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := oidc.VerifyJWT(raw, keys, oidc.Expect{Issuer: srv.Issuer, Audience: "orders-api"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

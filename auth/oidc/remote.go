@@ -254,3 +254,19 @@ func (r *Remote) keySet(jwksURL string) (keyfunc.Keyfunc, context.CancelFunc, er
 	}
 	return kf, cancelStore, nil
 }
+
+// Key returns the public key the issuer's key set holds under kid now,
+// refetching the set for an unknown kid as Keyfunc does (rate-limited), so
+// a caller that remembers which key verified a token can tell whether that
+// key is still the issuer's.
+func (r *Remote) Key(ctx context.Context, kid string) (any, error) {
+	st, err := r.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	jwk, err := st.keys.Storage().KeyRead(ctx, kid)
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", kid, err)
+	}
+	return jwk.Key(), nil
+}

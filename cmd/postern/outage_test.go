@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/gateway/gatewaytest"
+	"github.com/postern/postern/session/redisstore"
 	"github.com/postern/postern/session/redisstore/redistest"
 )
 
@@ -33,6 +34,10 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 	gatewaytest.ExpectStatus(t, newBrowser(t).Do(http.MethodGet, g.base+"/.postern/readyz", "", nil), http.StatusOK)
 
 	rds.Kill(t)
+	// A gateway may use a session record it read less than
+	// redisstore.StaleBound ago (until it notices the broken connection and
+	// forgets them all); past the bound it never does. Fail closed after it.
+	time.Sleep(redisstore.StaleBound)
 	outageStart := time.Now()
 
 	page := gatewaytest.ExpectStatus(t, logged.Do(http.MethodGet, g.base+"/hello", "", nil), http.StatusServiceUnavailable)

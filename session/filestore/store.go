@@ -48,6 +48,7 @@ type Store struct {
 	now    func() time.Time
 	log    *slog.Logger
 	hooks  testHooks
+	watch  watchers // session.Watcher: this process is the only one
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -147,6 +148,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 // result; operations after Close fail with session.ErrUnavailable.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		// Nothing read from the file may be used once it is closed.
+		_ = s.Changed(context.Background(), "")
 		s.stop()
 		s.wg.Wait()
 		if err := s.db.Close(); err != nil {

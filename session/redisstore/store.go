@@ -29,6 +29,7 @@ type Store struct {
 	prefix    string
 	chunkSize int
 	wait      durability // replicas each replay transition waits for
+	watch     *watch     // session.Watcher over pub/sub, started on first use
 }
 
 var _ session.Backend = (*Store)(nil)
@@ -112,6 +113,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 		rdb = redis.NewClusterClient(cfg.cluster)
 	}
 	s := &Store{rdb: rdb, prefix: o.prefix, chunkSize: o.chunkSize, wait: cfg.wait}
+	s.watch = newWatch(s)
 	if err := s.Ping(ctx); err != nil {
 		_ = rdb.Close()
 		return nil, err
@@ -154,6 +156,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the connections to Redis. The Store is unusable afterwards.
 func (s *Store) Close() error {
+	s.watch.close()
 	return s.rdb.Close()
 }
 
