@@ -129,7 +129,10 @@ func (g *Gateway) refreshShared(ctx context.Context, p *principal) (*principal, 
 // reread loads p's session record again and reports whether its tokens are
 // newer than p's (another gateway refreshed them).
 func (g *Gateway) reread(ctx context.Context, p *principal) (*principal, bool, error) {
-	rec, err := g.store.GetSession(ctx, p.sid)
+	// From the store itself, not the copy kept in memory: a refresh token
+	// must never be spent twice because a notice of another gateway's
+	// refresh was lost.
+	rec, err := g.store.ReloadSession(ctx, p.sid)
 	switch {
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrCorrupt):
 		return nil, false, errSessionGone

@@ -27,6 +27,24 @@ func (st *Store) GetSession(ctx context.Context, sid string) (Record, error) {
 	if rec, ok := st.sessions.get(key); ok {
 		return rec, nil
 	}
+	return st.readSession(ctx, key)
+}
+
+// ReloadSession is GetSession from the backend, never from memory: for a
+// caller that must see another process's write even if its notice was
+// lost (the OIDC refresh, under its lease, before spending a refresh
+// token).
+func (st *Store) ReloadSession(ctx context.Context, sid string) (Record, error) {
+	key, err := entryKey(nsSession, sid)
+	if err != nil {
+		return Record{}, fmt.Errorf("get session: %w: %w", ErrNotFound, err)
+	}
+	st.sessions.forget(key)
+	return st.readSession(ctx, key)
+}
+
+func (st *Store) readSession(ctx context.Context, key string) (Record, error) {
+	var rec Record
 	epoch := st.sessions.epochNow()
 	sealed, err := st.b.Get(ctx, key)
 	if err != nil {
