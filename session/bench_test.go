@@ -130,7 +130,8 @@ func BenchmarkSessionLookup(b *testing.B) {
 }
 
 // BenchmarkStashWriteRead keeps a submission (sealed, on the file store)
-// and takes it back whole, as a login's replay does.
+// and takes it back whole under a lease, then settles it, as a login's
+// replay does.
 func BenchmarkStashWriteRead(b *testing.B) {
 	for _, size := range []int{1 << 10, 1 << 20} {
 		b.Run(strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
@@ -138,7 +139,7 @@ func BenchmarkStashWriteRead(b *testing.B) {
 			st := session.NewStore(fs, sealer)
 			ctx := context.Background()
 			body := bytes.Repeat([]byte("s"), size)
-			req := session.Stored{Method: http.MethodPost, URL: "/checkout", Header: http.Header{"Content-Type": {"text/plain"}}, Size: int64(size)}
+			req := session.Stored{Owner: "browser", Method: http.MethodPost, URL: "/checkout", Header: http.Header{"Content-Type": {"text/plain"}}, Size: int64(size)}
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			i := 0
@@ -148,7 +149,7 @@ func BenchmarkStashWriteRead(b *testing.B) {
 				if _, err := st.PutStash(ctx, id, req, bytes.NewReader(body), int64(size), time.Hour); err != nil {
 					b.Fatal(err)
 				}
-				_, rc, err := st.TakeStash(ctx, id)
+				_, rc, _, err := st.Lease(ctx, id, "browser", "token", 10*time.Second)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -157,7 +158,7 @@ func BenchmarkStashWriteRead(b *testing.B) {
 				if err != nil || n != int64(size) {
 					b.Fatal(n, err)
 				}
-				if err := st.DeleteStash(ctx, id); err != nil {
+				if err := st.Settle(ctx, id, "token", "replayed"); err != nil {
 					b.Fatal(err)
 				}
 			}
