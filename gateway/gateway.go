@@ -159,7 +159,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	var outcome string
-	if r.URL.Path+"/" == prefix || strings.HasPrefix(r.URL.Path, prefix) {
+	if r.URL.Path == prefix[:len(prefix)-1] || strings.HasPrefix(r.URL.Path, prefix) {
 		g.own.ServeHTTP(w, r)
 		outcome = "gateway"
 	} else {
