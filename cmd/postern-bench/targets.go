@@ -172,6 +172,8 @@ func startPostern(r *runner, cfg gatewayConfig) (*postern, error) {
 	if cfg.stashTTL > 0 {
 		opts.StashTTL = cfg.stashTTL
 	}
+	// The access log is on by default in postern: measure with it.
+	opts.AccessLog = true
 	parts := gatewaytest.Parts(r, backend, [][]byte{secret}, "", benchUser, benchPassword)
 	parts.Logger = cfg.log
 	p := &postern{url: base}
