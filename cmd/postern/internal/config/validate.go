@@ -421,8 +421,10 @@ func (c *Config) Warnings() []string {
 		if c.Server.PublicURL == "" {
 			pub, err = DerivePublicURL(c.Server.Listen), nil
 		}
-		if h := strings.ToLower(pub.Hostname()); err == nil && h != d && !strings.HasSuffix(h, "."+d) {
-			w = append(w, fmt.Sprintf("cookie_domain: %s does not cover the public URL's host %s, so the login there is not shared with the hosts under it", d, h))
+		if err == nil {
+			if h := strings.ToLower(pub.Hostname()); h != d && !strings.HasSuffix(h, "."+d) {
+				w = append(w, fmt.Sprintf("cookie_domain: %s does not cover the public URL's host %s, so the login there is not shared with the hosts under it", d, h))
+			}
 		}
 	}
 	for _, p := range c.PublicPaths {
