@@ -30,13 +30,14 @@ func putTakeBig(tb testing.TB, st *session.Store, id string) {
 	ctx := context.Background()
 	src := io.LimitReader(rand.NewChaCha8([32]byte{1}), bigBody)
 	hIn := sha256.New()
-	n, err := st.PutStash(ctx, id, session.Stored{Method: "POST", Size: bigBody}, io.TeeReader(src, hIn), bigBody, time.Hour)
+	n, err := st.PutStash(ctx, id, session.Stored{Method: "POST", Owner: "browser", Size: bigBody}, io.TeeReader(src, hIn), bigBody, time.Hour)
 	if err != nil || n != bigBody {
 		tb.Fatalf("PutStash = %d, %v", n, err)
 	}
-	_, rc, err := st.TakeStash(ctx, id)
+	token := session.NewID()
+	_, rc, _, err := st.Lease(ctx, id, "browser", token, session.MaxLease)
 	if err != nil {
-		tb.Fatalf("TakeStash: %v", err)
+		tb.Fatalf("Lease: %v", err)
 	}
 	hOut := sha256.New()
 	got, err := io.Copy(hOut, rc)
@@ -44,7 +45,7 @@ func putTakeBig(tb testing.TB, st *session.Store, id string) {
 	if err != nil || got != bigBody || !bytes.Equal(hIn.Sum(nil), hOut.Sum(nil)) {
 		tb.Fatalf("read back %d bytes, %v, equal=%v", got, err, bytes.Equal(hIn.Sum(nil), hOut.Sum(nil)))
 	}
-	if err := st.DeleteStash(ctx, id); err != nil {
+	if err := st.Settle(ctx, id, token, session.OutcomeDiscarded); err != nil {
 		tb.Fatal(err)
 	}
 }
