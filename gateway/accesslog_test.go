@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -213,5 +214,42 @@ func TestRequestIDs(t *testing.T) {
 	var body map[string]string
 	if err := json.Unmarshal([]byte(gatewaytest.ReadBody(t, resp)), &body); err != nil || body["request_id"] != resp.Header.Get("X-Request-Id") || body["request_id"] == "" {
 		t.Errorf("JSON error %v: want request_id %q", body, resp.Header.Get("X-Request-Id"))
+	}
+}
+
+// BenchmarkAccessLog compares a logged-in proxied GET with the access log
+// on (the default: the recording writer, the id, one line formatted into a
+// discarding text handler at info) and off, in one run:
+//
+//	go test -run '^$' -bench AccessLog -benchmem ./gateway
+func BenchmarkAccessLog(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			e := &env{t: b, up: gatewaytest.NewUpstream(b), storeDir: b.TempDir(), transport: gateway.NewTransport()}
+			e.up.SetAnswer(func(w http.ResponseWriter, _ *http.Request, _ gatewaytest.Request) { _, _ = w.Write([]byte("ok")) })
+			e.parts = func(p *gateway.Parts, o *gateway.Options) {
+				p.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+				o.AccessLog = on
+			}
+			e.start()
+			cookie := e.loginCookie(b)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest(http.MethodGet, e.gw.URL+"/page?q=1", nil)
+					req.Header.Set("Cookie", cookie)
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
 	}
 }

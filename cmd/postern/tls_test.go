@@ -25,7 +25,7 @@ func TestServeTLS(t *testing.T) {
 	certFile, keyFile := ca.IssueFiles(t, dir, "first", "127.0.0.1")
 	up := newRecorder(t)
 	s := newSetup(t, up.URL, "file:"+filepath.Join(t.TempDir(), "store"))
-	s.extraArgs = []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile}
+	s.extraArgs = []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--public-url", "https://postern.test"}
 	g := s.start(t)
 	base := "https://" + strings.TrimPrefix(g.base, "http://")
 	if !strings.Contains(g.out.String(), "tls=on") {

@@ -41,6 +41,14 @@ func (c *Config) validateServing() []error {
 	return errs
 }
 
+// servingWarnings are settings of serving that work but are likely wrong.
+func (c *Config) servingWarnings() []string {
+	if c.Server.TLSCertFile != "" && strings.HasPrefix(c.Server.PublicURL, "http://") {
+		return []string{fmt.Sprintf("public_url: %s is http:// but postern serves HTTPS (tls_cert_file): browsers send https:// origins, so their submissions would be refused as cross-site and cookies are not Secure; use https://", c.Server.PublicURL)}
+	}
+	return nil
+}
+
 // LoadKeyPair reads the TLS certificate and key files; its errors name the
 // setting at fault, e.g. a certificate that does not match its key.
 func LoadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {

@@ -39,6 +39,13 @@ func TestValidateServing(t *testing.T) {
 		if err := c.CheckSockets(); err != nil {
 			t.Fatal(err)
 		}
+		if w := c.Warnings(); len(w) != 0 {
+			t.Errorf("warnings: %v", w)
+		}
+		c.Server.PublicURL = "http://apps.example.com"
+		if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "public_url: http://apps.example.com is http:// but postern serves HTTPS") {
+			t.Errorf("no warning for an http public URL with TLS: %q", w)
+		}
 	})
 
 	tests := []struct {

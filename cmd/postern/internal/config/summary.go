@@ -34,7 +34,11 @@ func (c *Config) Summary() string {
 	kind, _, _ := ParseStore(c.Store)
 	pub := c.Server.PublicURL
 	if pub == "" {
-		pub = DerivePublicURL(c.Server.Listen).String() + " (derived)"
+		u := DerivePublicURL(c.Server.Listen)
+		if c.Server.TLSCertFile != "" {
+			u.Scheme = "https"
+		}
+		pub = u.String() + " (derived)"
 	}
 	return fmt.Sprintf("listen %s, public URL %s, upstreams [%s], login %s, store %s",
 		c.Server.Listen, pub, strings.Join(c.Upstreams(), ", "), strings.Join(c.LoginMethods(), "+"), kind)

@@ -416,6 +416,7 @@ func checkCookieDomain(d string) error {
 // meant: check-config prints them and the gateway logs them at start.
 func (c *Config) Warnings() []string {
 	var w []string
+	w = append(w, c.servingWarnings()...)
 	if d := strings.ToLower(strings.TrimPrefix(c.Cookie.Domain, ".")); d != "" {
 		pub, err := ParsePublicURL(c.Server.PublicURL)
 		if c.Server.PublicURL == "" {
