@@ -38,7 +38,7 @@ func TestDemoKeepsAnOrderAcrossLogin(t *testing.T) {
 
 	banner := regexp.MustCompile(`Open:\s+(http://127\.0\.0\.1:\d+)/\s+Log in as:\s+demo\s+Password:\s+(\S+)`)
 	var m []string
-	for deadline := time.Now().Add(20 * time.Second); m == nil; {
+	for deadline := time.Now().Add(90 * time.Second); m == nil; {
 		if m = banner.FindStringSubmatch(out.String()); m == nil {
 			if time.Now().After(deadline) {
 				t.Fatalf("no banner; stdout %q stderr %q", out.String(), errOut.String())
@@ -54,7 +54,7 @@ func TestDemoKeepsAnOrderAcrossLogin(t *testing.T) {
 	}
 
 	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+	client := &http.Client{Jar: jar, Timeout: 60 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	send := func(method, target, ctype, body string) (*http.Response, string) {
 		t.Helper()
