@@ -56,3 +56,41 @@ func TestCIFuzzesEveryTarget(t *testing.T) {
 		t.Fatal("no fuzz targets found: the walk is broken")
 	}
 }
+
+var securityTestRE = regexp.MustCompile("`((?:Test|Fuzz)[A-Z]\\w*)`")
+
+// TestSecurityDocNamesRealTests: every test docs/security.md's threat model
+// cites exists.
+func TestSecurityDocNamesRealTests(t *testing.T) {
+	root := filepath.Join("..", "..")
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "security.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defined := map[string]bool{}
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range regexp.MustCompile(`(?m)^func ((?:Test|Fuzz)\w+)\(`).FindAllStringSubmatch(string(src), -1) {
+			defined[m[1]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cited := securityTestRE.FindAllStringSubmatch(string(doc), -1)
+	if len(cited) < 20 {
+		t.Fatalf("docs/security.md cites %d tests; the threat model table is missing", len(cited))
+	}
+	for _, m := range cited {
+		if !defined[m[1]] {
+			t.Errorf("docs/security.md cites %s, which is no test in the repository", m[1])
+		}
+	}
+}
