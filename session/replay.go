@@ -62,7 +62,6 @@ func (s ReplayState) String() string {
 const (
 	OutcomeShown     = "shown"     // TakeAnswer: the kept answer was shown
 	OutcomeDiscarded = "discarded" // Discard: the person chose not to send it
-	OutcomeDeleted   = "deleted"   // DeleteStash (the API before Replay)
 )
 
 // Replay is the plaintext state of one stash.

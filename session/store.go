@@ -14,7 +14,6 @@ import (
 // an entry moved between namespaces does not open either.
 const (
 	nsStash   = "stash:"
-	nsResult  = "res:"
 	nsSession = "sess:"
 	nsLogin   = "login:"
 )
@@ -49,7 +48,7 @@ type Result struct {
 	Owner  string // BrowserID
 	URL    string // where it is shown
 	// Size is the body length in bytes as declared by the upstream, or -1
-	// when unknown. PutResult fails if the body is not exactly Size bytes.
+	// when unknown. Answer fails if the body is not exactly Size bytes.
 	Size int64
 }
 
@@ -128,97 +127,7 @@ func (st *Store) PutStash(ctx context.Context, id string, req Stored, body io.Re
 	state := replayRecord{State: StatePending, Owner: st.s.Tag(key+"/owner", req.Owner)}.encode()
 	return putSealed(st, key, req, req.Size, body, limit, func(meta []byte, sealed io.Reader, sealedLimit int64) (int64, error) {
 		return st.b.PutEntry(ctx, key, meta, state, sealed, sealedLimit, ttl)
-	}, func() { _ = st.DeleteStash(ctx, id) })
-}
-
-// TakeStash takes the submission under id without an owner check: of
-// concurrent callers (in every process sharing the backend) exactly one
-// succeeds; the others get ErrTaken or ErrNotFound. The caller must Close
-// the body, then DeleteStash (it was replayed) or RestoreStash (none of it
-// reached the upstream).
-//
-// Deprecated: the gateway before the replay state machine; use Lease.
-func (st *Store) TakeStash(ctx context.Context, id string) (Stored, io.ReadCloser, error) {
-	token := NewID()
-	var req Stored
-	e, err := st.update(ctx, "take stash", id, func(key string, r replayRecord, now time.Time) (replayRecord, Change, error) {
-		held, live := r.leased(now)
-		switch {
-		case r.State == StateSettled:
-			return r, Change{}, ErrNotFound
-		case r.State != StatePending && (!held || live):
-			return r, Change{}, ErrTaken
-		}
-		r.State = StateLeased
-		r.lease(st.s.Tag(key+"/lease", token), TakenTTL, now)
-		return r, Change{Keep: TakenTTL}, nil
 	})
-	if err != nil {
-		return req, nil, err
-	}
-	key, _ := entryKey(nsStash, id)
-	if err := st.open(key, e.Meta, &req); err != nil {
-		// It will never open: settle it rather than leave it taken.
-		_ = st.DeleteStash(ctx, id)
-		return Stored{}, nil, fmt.Errorf("take stash: %w", err)
-	}
-	body, err := st.b.OpenBody(ctx, key, BodyStash)
-	if err != nil {
-		return Stored{}, nil, fmt.Errorf("take stash: body: %w", err)
-	}
-	return req, &openedBody{Reader: st.s.OpenStream(key, body), c: body}, nil
-}
-
-// RestoreStash makes a taken submission available to TakeStash again. Only
-// for a submission none of which reached the upstream.
-//
-// Deprecated: the gateway before the replay state machine; use Unlease.
-func (st *Store) RestoreStash(ctx context.Context, id string) error {
-	_, err := st.update(ctx, "restore stash", id, func(key string, r replayRecord, now time.Time) (replayRecord, Change, error) {
-		switch r.State {
-		case StateSettled:
-			return r, Change{}, ErrNotFound
-		case StateLeased, StateSent:
-			r.State = StatePending
-			r.Token, r.Expires, r.Lease = nil, 0, 0
-		}
-		return r, Change{}, nil
-	})
-	return err
-}
-
-// DeleteStash settles a submission, taken or not, and frees its body. A
-// missing one is not an error.
-//
-// Deprecated: the gateway before the replay state machine; use Settle.
-func (st *Store) DeleteStash(ctx context.Context, id string) error {
-	if _, err := entryKey(nsStash, id); err != nil {
-		return nil // no such key can exist
-	}
-	_, err := st.update(ctx, "delete stash", id, func(key string, r replayRecord, now time.Time) (replayRecord, Change, error) {
-		r.settle(OutcomeDeleted)
-		return r, Change{Free: BodyStash | BodyAnswer}, nil
-	})
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	return err
-}
-
-// PutResult keeps an upstream answer under id for ttl, like PutStash.
-func (st *Store) PutResult(ctx context.Context, id string, res Result, body io.Reader, limit int64, ttl time.Duration) (int64, error) {
-	return putBlob(ctx, st, nsResult, id, res, res.Size, body, limit, ttl)
-}
-
-// TakeResult takes the answer under id, like TakeStash. A result is shown
-// once: the caller closes the body and then calls DeleteResult.
-func (st *Store) TakeResult(ctx context.Context, id string) (Result, io.ReadCloser, error) {
-	return takeBlob[Result](ctx, st, nsResult, id)
-}
-
-// DeleteResult removes a kept answer. A missing one is not an error.
-func (st *Store) DeleteResult(ctx context.Context, id string) error {
-	return deleteBlob(ctx, st, nsResult, id)
 }
 
 // SaveLoginState remembers an OIDC login in progress under its state
@@ -296,20 +205,11 @@ func namespaceOf(key string) string {
 	return "entry"
 }
 
-func putBlob(ctx context.Context, st *Store, ns, id string, meta any, size int64, body io.Reader, limit int64, ttl time.Duration) (int64, error) {
-	key, err := entryKey(ns, id)
-	if err != nil {
-		return 0, fmt.Errorf("put %s: %w", ns[:len(ns)-1], err)
-	}
-	return putSealed(st, key, meta, size, body, limit, func(sealedMeta []byte, sealed io.Reader, sealedLimit int64) (int64, error) {
-		return st.b.PutBlob(ctx, key, sealedMeta, sealed, sealedLimit, ttl)
-	}, func() { _ = st.b.DeleteBlob(ctx, key) })
-}
-
 // putSealed seals meta and streams body, sealed, into put; it enforces the
 // plaintext limit and the declared size (-1: unknown).
-// A body of another length than declared is removed with drop.
-func putSealed(st *Store, key string, meta any, size int64, body io.Reader, limit int64, put func(meta []byte, sealed io.Reader, sealedLimit int64) (int64, error), drop func()) (int64, error) {
+// A body of another length than declared fails while it is read, so the
+// backend keeps nothing of it.
+func putSealed(st *Store, key string, meta any, size int64, body io.Reader, limit int64, put func(meta []byte, sealed io.Reader, sealedLimit int64) (int64, error)) (int64, error) {
 	kind := namespaceOf(key)
 	if limit < 0 {
 		return 0, fmt.Errorf("put %s: negative limit", kind)
@@ -321,7 +221,7 @@ func putSealed(st *Store, key string, meta any, size int64, body io.Reader, limi
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", kind, err)
 	}
-	counted := &limitCounter{r: body, limit: limit}
+	counted := &limitCounter{r: body, limit: limit, size: size}
 	sealedBody, err := st.s.SealStream(key, counted)
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", kind, err)
@@ -334,46 +234,7 @@ func putSealed(st *Store, key string, meta any, size int64, body io.Reader, limi
 		}
 		return 0, fmt.Errorf("put %s: %w", kind, err)
 	}
-	if size >= 0 && counted.n != size {
-		drop()
-		return 0, fmt.Errorf("put %s: body is %d bytes, declared %d", kind, counted.n, size)
-	}
 	return counted.n, nil
-}
-
-func takeBlob[M any](ctx context.Context, st *Store, ns, id string) (M, io.ReadCloser, error) {
-	var meta M
-	kind := ns[:len(ns)-1]
-	key, err := entryKey(ns, id)
-	if err != nil {
-		return meta, nil, fmt.Errorf("take %s: %w: %w", kind, ErrNotFound, err)
-	}
-	sealedMeta, body, err := st.b.TakeBlob(ctx, key)
-	if err != nil {
-		return meta, nil, fmt.Errorf("take %s: %w", kind, err)
-	}
-	if err := st.open(key, sealedMeta, &meta); err != nil {
-		_ = body.Close()
-		// It will never open: remove it rather than leave it taken until it
-		// expires. The caller sees ErrCorrupt either way.
-		if derr := st.b.DeleteBlob(ctx, key); derr != nil {
-			err = errors.Join(err, derr)
-		}
-		var zero M
-		return zero, nil, fmt.Errorf("take %s: %w", kind, err)
-	}
-	return meta, &openedBody{Reader: st.s.OpenStream(key, body), c: body}, nil
-}
-
-func deleteBlob(ctx context.Context, st *Store, ns, id string) error {
-	key, err := entryKey(ns, id)
-	if err != nil {
-		return nil // no such key can exist
-	}
-	if err := st.b.DeleteBlob(ctx, key); err != nil {
-		return fmt.Errorf("delete %s: %w", ns[:len(ns)-1], err)
-	}
-	return nil
 }
 
 // openedBody is a decrypting reader that closes the backend's reader.
@@ -385,13 +246,18 @@ type openedBody struct {
 func (o *openedBody) Close() error { return o.c.Close() }
 
 // limitCounter counts the bytes read through it and fails with ErrTooLarge
-// once more than limit bytes arrived.
+// once more than limit bytes arrived, and with errSize when the body is
+// not the size it declared (size -1: unknown).
 type limitCounter struct {
 	r     io.Reader
 	limit int64
+	size  int64
 	n     int64
 	over  bool
 }
+
+// errSize means a body's length differs from the one its request declared.
+var errSize = errors.New("body length differs from the declared size")
 
 func (l *limitCounter) Read(p []byte) (int, error) {
 	if l.over {
@@ -406,6 +272,9 @@ func (l *limitCounter) Read(p []byte) (int, error) {
 	if l.n > l.limit {
 		l.over = true
 		return n, ErrTooLarge
+	}
+	if l.size >= 0 && (l.n > l.size || (err == io.EOF && l.n != l.size)) {
+		return n, fmt.Errorf("%w: %d bytes, declared %d", errSize, l.n, l.size)
 	}
 	return n, err
 }

@@ -141,11 +141,19 @@ func (s *Store) UpdateEntry(ctx context.Context, key string, decide session.Deci
 		return session.Entry{}, err
 	}
 	e, _, err := s.update(key, decide, nil)
+	if r, ok := err.(refusal); ok {
+		return e, r.err // decide's own answer, not a failure of the file
+	}
 	if err != nil {
 		return e, s.wrap("update entry", err)
 	}
 	return e, nil
 }
+
+// refusal carries decide's error out of a bbolt transaction untouched.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
 
 // PutAnswer writes the answer's body to its own file, then commits decide's
 // change with the answer in one transaction. If decide refuses, the file
@@ -165,6 +173,9 @@ func (s *Store) PutAnswer(ctx context.Context, key string, answer []byte, body i
 	})
 	if err != nil {
 		s.removeBodies(name)
+		if r, ok := err.(refusal); ok {
+			return 0, r.err
+		}
 		return 0, s.wrap("put answer", err)
 	}
 	return n, nil
@@ -189,7 +200,7 @@ func (s *Store) update(key string, decide session.Decide, also func(*entryRecord
 		given = rec.entry()
 		next, ch, err := decide(rec.entry())
 		if err != nil {
-			return err
+			return refusal{err}
 		}
 		rec.state = next
 		if ch.Free&session.BodyStash != 0 && rec.body != "" {

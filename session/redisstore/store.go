@@ -222,6 +222,8 @@ func (s *Store) fail(op string, err error) error {
 	switch {
 	case errors.Is(err, redis.Nil):
 		return fmt.Errorf("redisstore: %s: %w", op, session.ErrNotFound)
+	case errors.Is(err, session.ErrNotFound):
+		return fmt.Errorf("redisstore: %s: %w", op, err)
 	case unavailable(err):
 		return fmt.Errorf("redisstore: %s: %w: %w", op, session.ErrUnavailable, err)
 	default:

@@ -131,6 +131,10 @@ func (e *replayEnv) refused(what string, err, want error) {
 	if !errors.Is(err, want) {
 		e.t.Fatalf("%s: err = %v, want %v", what, err, want)
 	}
+	// A refusal is an answer, not an outage (which the gateway shows as 503).
+	if want != session.ErrUnavailable && errors.Is(err, session.ErrUnavailable) {
+		e.t.Fatalf("%s: err = %v, a refusal marked as ErrUnavailable", what, err)
+	}
 }
 
 func (e *replayEnv) bodyGone(id string, which session.Bodies) {
