@@ -50,6 +50,8 @@ type watch struct {
 	seq    uint64
 	waits  map[uint64]*heardWait
 	closed bool
+
+	slowHeard time.Duration // tests: how late this process handles a change
 }
 
 type heardWait struct {
@@ -173,6 +175,9 @@ func (w *watch) heard(payload string) {
 	}
 	if key == "" {
 		return
+	}
+	if w.slowHeard > 0 {
+		time.Sleep(w.slowHeard)
 	}
 	w.notify(key)
 	ctx, cancel := context.WithTimeout(context.Background(), StaleBound)
