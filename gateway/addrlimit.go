@@ -125,7 +125,7 @@ func (res *reservation) grow(ctx context.Context, n int64) error {
 			return err
 		}
 		if known {
-			_, ok, err := l.inFlight.Add(ctx, budgetID, n, max(l.budget-used, 0), res.at)
+			flying, ok, err := l.inFlight.Add(ctx, budgetID, n, max(l.budget-used, 0), res.at)
 			if err != nil {
 				return err
 			}
@@ -133,6 +133,17 @@ func (res *reservation) grow(ctx context.Context, n int64) error {
 				return &limitError{reason: "stash_budget"}
 			}
 			res.fly += n
+			// used may be stale: a submission that completed since it was
+			// read moved its bytes from in flight to the store, and the cap
+			// above then let these through twice. Read it again now that
+			// these bytes are counted: a submission completing meanwhile is
+			// seen in both (it refuses, never overshoots).
+			if used, _, err = l.usage.Usage(ctx); err != nil {
+				return err
+			}
+			if used+flying > l.budget {
+				return &limitError{reason: "stash_budget"}
+			}
 		}
 	}
 	return nil
