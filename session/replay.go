@@ -106,6 +106,13 @@ func decodeReplay(b []byte) (replayRecord, error) {
 	if err := json.Unmarshal(b, &r); err != nil || r.V != replayRecordVersion || r.State < StatePending || r.State > StateSettled {
 		return replayRecord{}, fmt.Errorf("replay state: %w", ErrCorrupt)
 	}
+	// An empty tag is no tag: one form for both, as encode writes it.
+	if len(r.Owner) == 0 {
+		r.Owner = nil
+	}
+	if len(r.Token) == 0 {
+		r.Token = nil
+	}
 	return r, nil
 }
 
