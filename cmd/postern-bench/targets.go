@@ -15,6 +15,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -87,13 +88,26 @@ func serve(r *runner, h http.Handler) (string, error) {
 }
 
 // bareProxy is the limit: httputil.ReverseProxy with the same tuned
-// transport as postern, and nothing else.
+// transport as postern and pooled copy buffers (without them every request
+// allocates 32 KiB, and the limit would be no limit), and nothing else.
 func bareProxy(up *url.URL) http.Handler {
 	return &httputil.ReverseProxy{
-		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(up); pr.SetXForwarded() },
-		Transport: gateway.NewTransport(),
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(up); pr.SetXForwarded() },
+		Transport:  gateway.NewTransport(),
+		BufferPool: &copyBuffers{p: sync.Pool{New: func() any { return new([32 << 10]byte) }}},
 		// A load generator that stops mid-request cancels it: not news.
 		ErrorLog: log.New(io.Discard, "", 0),
+	}
+}
+
+// copyBuffers is a httputil.BufferPool of 32 KiB buffers.
+type copyBuffers struct{ p sync.Pool }
+
+func (c *copyBuffers) Get() []byte { return c.p.Get().(*[32 << 10]byte)[:] }
+
+func (c *copyBuffers) Put(b []byte) {
+	if len(b) == 32<<10 {
+		c.p.Put((*[32 << 10]byte)(b))
 	}
 }
 
