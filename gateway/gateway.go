@@ -167,10 +167,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if outcome, err = g.serveUpstream(w, r, st); err != nil {
 			g.fail(w, r, err)
 		}
-		g.metrics.requests.WithLabelValues(outcome).Inc()
-		g.metrics.duration.WithLabelValues(outcome).Observe(g.now().Sub(start).Seconds())
 	}
 	elapsed := g.now().Sub(start)
+	if outcome != "gateway" {
+		g.metrics.requests.WithLabelValues(outcome).Inc()
+		g.metrics.duration.WithLabelValues(outcome).Observe(elapsed.Seconds())
+	}
 	if aw != nil {
 		g.logAccess(r.Context(), r, st, aw, outcome, elapsed)
 		return
